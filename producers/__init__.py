@@ -1,0 +1,1 @@
+"""Event sources for framedrift: dataset readers, drift scenarios, the Kafka producer."""

@@ -1,0 +1,33 @@
+"""The contract between framedrift and the outside: input events, drift alerts, dead letters.
+
+This package imports nothing of the project. The JSON Schema files in `schemas/json/`
+are generated from these models by `framedrift schema` and committed.
+"""
+
+from schemas.alerts import (
+    CLOUDEVENTS_TYPE,
+    AlertEventRef,
+    DriftAlert,
+    WindowStatistics,
+    cloudevents_headers,
+)
+from schemas.dead_letters import DeadLetterHeaders
+from schemas.events import (
+    EVENT_SCHEMA_VERSION,
+    BinaryEventHeaders,
+    ImageEvent,
+    ImagePayload,
+)
+
+__all__ = [
+    "CLOUDEVENTS_TYPE",
+    "EVENT_SCHEMA_VERSION",
+    "AlertEventRef",
+    "BinaryEventHeaders",
+    "DeadLetterHeaders",
+    "DriftAlert",
+    "ImageEvent",
+    "ImagePayload",
+    "WindowStatistics",
+    "cloudevents_headers",
+]

@@ -1,0 +1,79 @@
+"""Drift alerts on the alerts topic.
+
+The Kafka value is a `DriftAlert` JSON document; the key is the source id; the
+CloudEvents 1.0 attributes travel in Kafka headers (binary content mode), so a
+CloudEvents-aware subscriber can route alerts without parsing the value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ALERT_SCHEMA_VERSION = 1
+CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
+
+DetectorName = Literal["adwin", "ks", "relative_increase"]
+
+
+class AlertEventRef(BaseModel):
+    """Where one input event sits on the input topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    timestamp: datetime
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class WindowStatistics(BaseModel):
+    """Reconstruction-error statistics of a sample of events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0, description="Number of events the statistics cover.")
+    mean_error: float
+    std_error: float
+
+
+class DriftAlert(BaseModel):
+    """A detector on one source decided that its data moved away from the baseline."""
+
+    model_config = ConfigDict(extra="forbid", title="DriftAlert")
+
+    schema_version: Literal[1] = ALERT_SCHEMA_VERSION
+    alert_id: str = Field(
+        description="Deterministic: the same triggering event and detector give the same id, "
+        "so a subscriber can drop an alert re-sent after a worker crash."
+    )
+    source_id: str
+    detector: DetectorName
+    statistic: float = Field(description="The detector's test statistic when it fired.")
+    threshold: float = Field(description="The value the statistic had to cross.")
+    reference: WindowStatistics = Field(description="The baseline (validation) errors.")
+    current: WindowStatistics = Field(description="The source's recent errors.")
+    relative_increase: float = Field(
+        description="(current mean error - reference mean error) / reference mean error."
+    )
+    window_first_event: AlertEventRef
+    window_last_event: AlertEventRef = Field(description="The event that triggered the alert.")
+    events_seen: int = Field(ge=1, description="Events of this source seen so far.")
+    model_version: str
+    detected_at: datetime
+
+
+def cloudevents_headers(alert: DriftAlert, source_uri: str) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 attributes of an alert as Kafka headers (binary content mode)."""
+    attributes = {
+        "ce_specversion": "1.0",
+        "ce_id": alert.alert_id,
+        "ce_type": CLOUDEVENTS_TYPE,
+        "ce_source": source_uri,
+        "ce_subject": alert.source_id,
+        "ce_time": alert.detected_at.isoformat(),
+        "content-type": "application/json",
+    }
+    return [(name, value.encode()) for name, value in attributes.items()]

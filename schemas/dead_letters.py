@@ -1,0 +1,34 @@
+"""Dead-letter records: input records the worker could not use, kept byte for byte.
+
+The Kafka value and key are the original record's, unchanged; these headers say
+where it came from and why it was rejected, and the original headers follow them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEAD_LETTER_SCHEMA_VERSION = 1
+
+
+class DeadLetterHeaders(BaseModel):
+    """Kafka headers the worker adds to a dead-lettered record (UTF-8 values)."""
+
+    model_config = ConfigDict(extra="forbid", title="DeadLetterHeaders")
+
+    dlq_schema_version: Literal["1"] = "1"
+    dlq_error_class: str = Field(description="Why, as a class name, e.g. 'UndecodableImage'.")
+    dlq_error_message: str = Field(max_length=1024, description="Why, for a person.")
+    dlq_source_topic: str
+    dlq_source_partition: int = Field(ge=0)
+    dlq_source_offset: int = Field(ge=0)
+    dlq_failed_at: datetime
+
+    def as_kafka_headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
+            for name, value in self.model_dump().items()
+        ]

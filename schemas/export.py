@@ -1,0 +1,44 @@
+"""Generates the JSON Schema files in `schemas/json/` from the models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas.alerts import DriftAlert
+from schemas.dead_letters import DeadLetterHeaders
+from schemas.events import BinaryEventHeaders, ImageEvent
+
+SCHEMA_DIR = Path(__file__).parent / "json"
+
+# File name -> model; the names are part of the contract, referenced by the README.
+SCHEMA_FILES = {
+    "image-event.schema.json": ImageEvent,
+    "image-event-binary-headers.schema.json": BinaryEventHeaders,
+    "drift-alert.schema.json": DriftAlert,
+    "dead-letter-headers.schema.json": DeadLetterHeaders,
+}
+
+
+def generated_schemas() -> dict[str, str]:
+    """File name -> the JSON text the current models generate."""
+    rendered: dict[str, str] = {}
+    for file_name, model in SCHEMA_FILES.items():
+        schema: dict[str, Any] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://framedrift.dev/schemas/{file_name}",
+            **model.model_json_schema(),
+        }
+        rendered[file_name] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return rendered
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, text in generated_schemas().items():
+        path = directory / file_name
+        path.write_text(text)
+        written.append(path)
+    return written

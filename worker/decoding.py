@@ -1,0 +1,181 @@
+"""Turns a Kafka record into an image and its event fields, or says exactly why it can't.
+
+Two value formats (see `schemas/events.py`): a JSON `ImageEvent`, or the encoded image
+as the value with the event fields in headers. A record with a `schema_version` header
+is binary; any other is JSON. Every rejection is an `InvalidEvent` subclass whose name
+and message go into the dead-letter headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from PIL import Image
+from pydantic import ValidationError
+
+from schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
+
+_DTYPES = {"uint8": np.uint8, "float32": np.float32}
+_SUPPORTED_VERSIONS = {"1", 1}
+
+
+class InvalidEvent(ValueError):
+    """A record that cannot be scored; it goes to the dead-letter topic with this reason."""
+
+
+class RecordTooLarge(InvalidEvent):
+    pass
+
+
+class MalformedEvent(InvalidEvent):
+    """Not valid JSON, or fields missing or of the wrong type."""
+
+
+class UnsupportedSchemaVersion(InvalidEvent):
+    pass
+
+
+class UndecodableImage(InvalidEvent):
+    """The image bytes are not a readable PNG/JPEG, or raw data does not fit its shape."""
+
+
+class ImageTooLarge(InvalidEvent):
+    """More pixels than allowed: protects the worker from decompression bombs."""
+
+
+@dataclass(frozen=True)
+class DecodingLimits:
+    max_record_bytes: int
+    max_image_pixels: int
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    event_id: str
+    source_id: str
+    timestamp: datetime
+    image: np.ndarray  # (H, W) or (H, W, C); uint8, or float32 in [0, 1]
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "event"
+    return f"{where}: {first['msg']} ({error.error_count()} problem(s))"
+
+
+def decode_record(
+    value: bytes | None, headers: list[tuple[str, bytes]] | None, limits: DecodingLimits
+) -> DecodedEvent:
+    if value is None:
+        raise MalformedEvent("record has no value (a tombstone?)")
+    if len(value) > limits.max_record_bytes:
+        raise RecordTooLarge(f"record is {len(value)} bytes, limit {limits.max_record_bytes}")
+    header_map = {name: raw for name, raw in headers or ()}
+    if "schema_version" in header_map:
+        return _decode_binary(value, header_map, limits)
+    return _decode_json(value, limits)
+
+
+def _decode_json(value: bytes, limits: DecodingLimits) -> DecodedEvent:
+    try:
+        document = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MalformedEvent(f"value is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise MalformedEvent(f"value is JSON {type(document).__name__}, expected an object")
+    if document.get("schema_version") not in _SUPPORTED_VERSIONS:
+        raise UnsupportedSchemaVersion(
+            f"schema_version {document.get('schema_version')!r}; this worker reads 1"
+        )
+    try:
+        event = ImageEvent.model_validate(document)
+    except ValidationError as error:
+        raise MalformedEvent(_validation_message(error)) from None
+    try:
+        image_bytes = base64.b64decode(event.image.data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise UndecodableImage(f"image.data is not valid base64: {error}") from None
+    image = decode_image(image_bytes, event.image, limits)
+    return DecodedEvent(event.event_id, event.source_id, event.timestamp, image)
+
+
+def _decode_binary(value: bytes, header_map: dict[str, bytes], limits: DecodingLimits) -> DecodedEvent:
+    try:
+        fields = {name: raw.decode("utf-8") for name, raw in header_map.items()
+                  if name in BinaryEventHeaders.model_fields}
+    except UnicodeDecodeError:
+        raise MalformedEvent("a header value is not UTF-8") from None
+    if fields.get("schema_version") not in _SUPPORTED_VERSIONS:
+        raise UnsupportedSchemaVersion(
+            f"schema_version header {fields.get('schema_version')!r}; this worker reads 1"
+        )
+    try:
+        headers = BinaryEventHeaders.model_validate(fields)
+        shape = [int(side) for side in headers.shape.split(",")] if headers.shape else None
+        # The image bytes are the record value; the payload model checks shape and dtype.
+        payload = ImagePayload(encoding=headers.encoding, data="", shape=shape, dtype=headers.dtype)
+    except ValidationError as error:
+        raise MalformedEvent("headers: " + _validation_message(error)) from None
+    image = decode_image(value, payload, limits)
+    return DecodedEvent(headers.event_id, headers.source_id, headers.timestamp, image)
+
+
+def decode_image(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> np.ndarray:
+    """Encoded bytes -> pixel array, with the size checked before any pixel is decoded."""
+    if not data:
+        raise UndecodableImage("image data is empty")
+    if payload.encoding == "raw":
+        return _decode_raw(data, payload, limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            # `open` reads only the header: check the claimed size before decoding pixels.
+            width, height = image.size
+            if width * height > limits.max_image_pixels:
+                raise ImageTooLarge(
+                    f"image claims {width}×{height} pixels, limit {limits.max_image_pixels}"
+                )
+            expected_format = "JPEG" if payload.encoding == "jpeg" else "PNG"
+            if image.format != expected_format:
+                raise UndecodableImage(f"encoding says {payload.encoding}, bytes are {image.format}")
+            image.load()
+    except InvalidEvent:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(str(error)) from None
+    except Exception as error:  # Pillow raises many types for corrupt data
+        raise UndecodableImage(f"cannot decode {payload.encoding}: {error}") from None
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB" if image.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else "L")
+    return np.asarray(image)
+
+
+def _decode_raw(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> np.ndarray:
+    assert payload.shape is not None and payload.dtype is not None  # the model validator ensures it
+    shape = tuple(payload.shape)
+    if len(shape) == 3 and shape[2] not in (1, 3, 4):
+        raise UndecodableImage(f"raw shape {list(shape)}: channels must be 1, 3 or 4")
+    if shape[0] * shape[1] > limits.max_image_pixels:
+        raise ImageTooLarge(f"raw shape {list(shape)} exceeds {limits.max_image_pixels} pixels")
+    dtype = np.dtype(_DTYPES[payload.dtype])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise UndecodableImage(
+            f"raw {payload.dtype} {list(shape)} needs {expected} bytes, got {len(data)}"
+        )
+    pixels = np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
+    if dtype == np.float32:
+        if not np.isfinite(pixels).all():
+            raise UndecodableImage("raw float32 data contains NaN or infinity")
+        if pixels.min() < 0.0 or pixels.max() > 1.0:
+            raise UndecodableImage("raw float32 data must lie in [0, 1]")
+        return pixels.astype(np.float32)
+    return pixels

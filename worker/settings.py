@@ -1,0 +1,119 @@
+"""The worker's settings: the one home of every port, topic, threshold and limit.
+
+Read from the environment (prefix `FRAMEDRIFT_`) and an optional `.env` file. A bad
+value fails at start-up with a message that names the setting (`settings_from_env`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FRAMEDRIFT_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it by its environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # Kafka
+    bootstrap_servers: str = Field(
+        "localhost:9092", min_length=1, description="Comma-separated host:port list."
+    )
+    input_topic: str = Field("image-events", min_length=1)
+    alerts_topic: str = Field("drift-alerts", min_length=1)
+    dead_letter_topic: str = Field("image-events-dlq", min_length=1)
+    group_id: str = Field("framedrift", min_length=1)
+    # 6 s is Apache Kafka's smallest allowed session timeout. With it a member joins a
+    # Tansu group in ~3 s; at kafka-python's 10 s default the join takes ~23 s there.
+    session_timeout_ms: int = Field(6000, ge=1000, le=300_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+
+    # Redis
+    redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    state_prefix: str = Field("framedrift", min_length=1, pattern=r"^[^\s:]+$")
+    state_hmac_key: SecretStr | None = Field(
+        None, description="Signs detector state in Redis; at least 16 characters."
+    )
+
+    # Model and scoring
+    model_path: Path = Path("artifacts/model.pt")
+    torch_threads: int = Field(0, ge=0, description="0: let torch decide.")
+
+    # Batching
+    batch_size: int = Field(256, ge=1, le=10_000)
+    poll_timeout_ms: int = Field(500, ge=1, le=60_000)
+
+    # Detectors (see worker/detectors/)
+    window_size: int = Field(200, ge=10, description="W: events in the KS and mean windows.")
+    ks_stride: int = Field(50, ge=1, description="Run the KS test every this many events.")
+    ks_alpha: float = Field(1e-4, gt=0, lt=1, description="KS p-value below which it fires.")
+    threshold_pct: float = Field(
+        20.0, gt=0, description="Seed 000's rule: window mean above baseline mean by this %."
+    )
+    adwin_delta: float = Field(0.0002, gt=0, lt=1, description="ADWIN's confidence parameter.")
+    outlier_quantile: float = Field(
+        0.999, gt=0.5, lt=1, description="Baseline quantile above which an image is an outlier."
+    )
+
+    # Input limits
+    max_record_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(4096 * 4096, ge=64)
+
+    # Logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    stats_interval_s: float = Field(10.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port, got {server!r}")
+        return value
+
+    @field_validator("state_hmac_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Settings:
+        topics = [self.input_topic, self.alerts_topic, self.dead_letter_topic]
+        if len(set(topics)) != len(topics):
+            raise ValueError("input_topic, alerts_topic and dead_letter_topic must differ")
+        return self
+
+    def hmac_key(self) -> bytes:
+        """The state signing key; the worker cannot start without it."""
+        if self.state_hmac_key is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}STATE_HMAC_KEY is required: it signs detector state in Redis "
+                "(at least 16 characters, e.g. `openssl rand -hex 32`)"
+            )
+        return self.state_hmac_key.get_secret_value().encode()
+
+
+def settings_from_env(**overrides: object) -> Settings:
+    """Settings from the environment, or a SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "settings"
+            variable = f"{ENV_PREFIX}{field.upper()}" if item["loc"] else field
+            problems.append(f"{variable}: {item['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
