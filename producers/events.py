@@ -1,0 +1,60 @@
+"""Encodes an image as a Kafka record in either value format of `schemas/events.py`."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
+
+ValueFormat = Literal["json", "binary"]
+Encoding = Literal["png", "jpeg", "raw"]
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def encode_image(image: np.ndarray, encoding: Encoding) -> bytes:
+    if encoding == "raw":
+        return np.ascontiguousarray(image).tobytes()
+    buffer = io.BytesIO()
+    if encoding == "png":
+        Image.fromarray(image).save(buffer, format="PNG")
+    else:
+        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def image_event_record(
+    image: np.ndarray, source_id: str, event_id: str, timestamp: datetime,
+    value_format: ValueFormat = "json", encoding: Encoding = "png", label: int | None = None,
+) -> KafkaRecord:
+    """One image event, keyed by its source id."""
+    data = encode_image(image, encoding)
+    raw_shape = list(image.shape) if encoding == "raw" else None
+    raw_dtype = str(image.dtype) if encoding == "raw" else None
+    if value_format == "binary":
+        headers = BinaryEventHeaders(
+            event_id=event_id, source_id=source_id, timestamp=timestamp, encoding=encoding,
+            shape=",".join(map(str, raw_shape)) if raw_shape else None, dtype=raw_dtype,
+        )
+        header_list = [(name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
+                       for name, value in headers.model_dump(exclude_none=True).items()]
+        return KafkaRecord(source_id.encode(), data, header_list)
+    event = ImageEvent(
+        event_id=event_id, source_id=source_id, timestamp=timestamp,
+        image=ImagePayload(encoding=encoding, data=base64.b64encode(data).decode(),
+                           shape=raw_shape, dtype=raw_dtype),  # type: ignore[arg-type]
+        labels={"class": str(label)} if label is not None else None,
+    )
+    return KafkaRecord(source_id.encode(), event.model_dump_json(exclude_none=True).encode(), [])

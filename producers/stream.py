@@ -1,0 +1,92 @@
+"""`framedrift produce`: streams dataset images as events from N simulated sources.
+
+Sources take turns, one event each, so every source advances at the same pace. Drift
+switches on at the source's event number `drift_at` (0-based) for the sources given a
+scenario. Event ids are `{source_id}-{sequence:07d}`, so a consumer can tell which
+events came after the onset.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from kafka import KafkaProducer
+from tqdm import tqdm
+
+from producers.datasets import LabelledImages
+from producers.events import Encoding, ValueFormat, image_event_record
+from producers.scenarios import ScenarioParameters, ScenarioSampler
+
+
+def source_ids(count: int) -> list[str]:
+    return [f"camera-{index:03d}" for index in range(count)]
+
+
+def event_id(source_id: str, sequence: int) -> str:
+    return f"{source_id}-{sequence:07d}"
+
+
+def sequence_of(event_id: str) -> int:
+    """The per-source sequence number in an event id made by `event_id`."""
+    return int(event_id.rsplit("-", 1)[1])
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    sources: int = 4
+    events_per_source: int = 1000
+    # source id -> scenario switched on at `drift_at`; sources not named stay clean
+    drift: dict[str, str] = field(default_factory=dict)
+    drift_at: int = 500
+    rate: float | None = None  # events per second over all sources; None: as fast as possible
+    value_format: ValueFormat = "json"
+    encoding: Encoding = "png"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.drift) - set(source_ids(self.sources))
+        if unknown:
+            raise ValueError(f"drift names unknown sources {sorted(unknown)}; "
+                             f"sources are camera-000..camera-{self.sources - 1:03d}")
+
+
+def produce_stream(producer: KafkaProducer, topic: str, plan: StreamPlan, clean: LabelledImages,
+                   novel: LabelledImages | None = None,
+                   parameters: ScenarioParameters = ScenarioParameters(),
+                   show_progress: bool = True) -> dict[str, int]:
+    """Send the plan's events and wait for every ack; returns events sent per source."""
+    root = np.random.default_rng(plan.seed)
+    samplers = {
+        source: ScenarioSampler(plan.drift.get(source, "none"), clean,
+                                np.random.default_rng(root.integers(2**63)), novel, parameters)
+        for source in source_ids(plan.sources)
+    }
+    sent = dict.fromkeys(samplers, 0)
+    futures = []
+    total = plan.sources * plan.events_per_source
+    started = time.monotonic()
+    with tqdm(total=total, desc="producing", unit="event", disable=not show_progress) as progress:
+        for sequence in range(plan.events_per_source):
+            for source, sampler in samplers.items():
+                image, label = sampler.draw(drifted=sequence >= plan.drift_at)
+                record = image_event_record(
+                    image, source, event_id(source, sequence), datetime.now(UTC),
+                    plan.value_format, plan.encoding, label,
+                )
+                futures.append(producer.send(topic, key=record.key, value=record.value,
+                                             headers=record.headers))
+                sent[source] += 1
+                progress.update()
+                if plan.rate:
+                    ahead = sum(sent.values()) / plan.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+    producer.flush()
+    failed = [future for future in futures if future.failed()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(futures)} events were not acknowledged: "
+                           f"{failed[0].exception}")
+    return sent

@@ -1,0 +1,61 @@
+"""Builds drift alerts from detector firings, with ids that survive a replay."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+
+from schemas.alerts import AlertEventRef, DriftAlert, WindowStatistics
+from worker.detectors.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+
+# A fixed namespace makes alert ids stable across workers and restarts.
+_ALERT_ID_NAMESPACE = uuid.UUID("5b8f2d4e-7c1a-4e9b-9f3d-2a6c8e0b1d47")
+
+
+def alert_id(source_id: str, detector: str, partition: int, offset: int) -> str:
+    """The same triggering event and detector always give the same id."""
+    return str(uuid.uuid5(_ALERT_ID_NAMESPACE, f"{source_id}\0{detector}\0{partition}\0{offset}"))
+
+
+def _event_ref(event: EventRef) -> AlertEventRef:
+    return AlertEventRef(
+        event_id=event.event_id,
+        timestamp=datetime.fromtimestamp(event.timestamp, UTC),
+        partition=event.partition,
+        offset=event.offset,
+    )
+
+
+def build_alert(source_id: str, firing: DetectorFiring, state: SourceState, config: MonitorConfig,
+                model_version: str) -> DriftAlert:
+    window = state.window
+    errors = window.errors()
+    oldest = window.oldest_index()
+    first = EventRef(window.event_ids[oldest], int(window.partition_ring[oldest]),
+                     int(window.offset_ring[oldest]), float(window.timestamp_ring[oldest]))
+    reference_mean = config.baseline_mean
+    current_mean = float(errors.mean())
+    return DriftAlert(
+        alert_id=alert_id(source_id, firing.detector, firing.trigger.partition, firing.trigger.offset),
+        source_id=source_id,
+        detector=firing.detector,  # type: ignore[arg-type]
+        statistic=firing.statistic,
+        threshold=firing.threshold,
+        reference=WindowStatistics(
+            size=len(config.reference_errors), mean_error=reference_mean,
+            std_error=float(np.std(config.reference_errors, ddof=1)),
+        ),
+        current=WindowStatistics(
+            size=len(errors), mean_error=current_mean,
+            std_error=float(errors.std(ddof=1)) if len(errors) > 1 else 0.0,
+        ),
+        relative_increase=(current_mean - reference_mean) / reference_mean,
+        window_first_event=_event_ref(first),
+        window_last_event=_event_ref(firing.trigger),
+        events_seen=state.stats.count,
+        model_version=model_version,
+        detected_at=datetime.now(UTC),
+    )

@@ -1,0 +1,138 @@
+"""Makes a processed batch durable: publish, persist state with offsets, commit.
+
+The processing guarantee lives here, in `Checkpointer.checkpoint`. Kafka delivers at
+least once; Redis stores, next to each partition's detector state, the last input
+offset applied to it; together the effect on detector state is exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import redis
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from schemas.alerts import cloudevents_headers
+from schemas.dead_letters import DeadLetterHeaders
+from worker.pipeline import BatchOutcome
+from worker.settings import Settings
+from worker.state_store import PartitionClaim, RedisStateStore
+
+log = structlog.get_logger(__name__)
+
+_REDIS_RETRY_FIRST_S = 0.1
+_REDIS_RETRY_MAX_S = 5.0
+
+
+class CheckpointError(RuntimeError):
+    """A batch could not be made durable; its offsets were not committed."""
+
+
+class AlertPublishFailed(CheckpointError):
+    """Step 1: the broker did not acknowledge every alert and dead letter."""
+
+
+class OffsetCommitFailed(CheckpointError):
+    """Step 3: Kafka refused the commit (e.g. after a rebalance). State is safe in Redis;
+    the next owner skips what this batch applied."""
+
+
+class Checkpointer:
+    def __init__(self, settings: Settings, producer: KafkaProducer, consumer: KafkaConsumer,
+                 store: RedisStateStore, should_stop: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.consumer = consumer
+        self.store = store
+        self.should_stop = should_stop
+        self.cloudevents_source = f"urn:framedrift:{settings.group_id}"
+
+    def checkpoint(self, outcome: BatchOutcome, claims: dict[int, PartitionClaim]) -> None:
+        """Make one batch's effects durable, in this order:
+
+        Step 1. Publish the batch's alerts and dead letters; wait until the broker has
+                acknowledged every one. A crash after this step re-sends them on replay,
+                with the same alert ids, so subscribers can drop the copies.
+        Step 2. Write the batch's source states and each partition's applied offset to
+                Redis in one atomic script, guarded by the partition's generation so a
+                worker that lost the partition cannot overwrite its new owner's state.
+                From here the batch has counted, once.
+        Step 3. Commit the next offsets to Kafka. A crash before this step replays the
+                batch from the last commit, and step 2's applied offsets turn the replay
+                into a no-op.
+        """
+        topic = self.settings.input_topic
+        if not outcome.last_offsets:
+            return
+
+        # Step 1. Publish alerts and dead letters, wait for acks.
+        self._publish(outcome)
+
+        # Step 2. State and applied offsets in one guarded transaction.
+        applied = {
+            partition: (claims[partition].generation, offset)
+            for partition, offset in outcome.last_offsets.items()
+        }
+        self._save_with_retry(topic, applied, outcome)
+
+        # Step 3. Commit offsets to Kafka.
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+            for partition, offset in outcome.last_offsets.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as error:
+            raise OffsetCommitFailed(f"commit of {len(offsets)} partition(s) failed: {error}") from error
+
+    def _publish(self, outcome: BatchOutcome) -> None:
+        futures = []
+        for alert in outcome.alerts:
+            futures.append(self.producer.send(
+                self.settings.alerts_topic,
+                key=alert.source_id.encode(),
+                value=alert.model_dump_json().encode(),
+                headers=cloudevents_headers(alert, self.cloudevents_source),
+            ))
+        failed_at = datetime.now(UTC)
+        for dead in outcome.dead_letters:
+            record = dead.record
+            headers = DeadLetterHeaders(
+                dlq_error_class=type(dead.error).__name__,
+                dlq_error_message=str(dead.error)[:1024],
+                dlq_source_topic=record.topic,
+                dlq_source_partition=record.partition,
+                dlq_source_offset=record.offset,
+                dlq_failed_at=failed_at,
+            ).as_kafka_headers()
+            futures.append(self.producer.send(
+                self.settings.dead_letter_topic,
+                key=record.key,
+                value=record.value,
+                headers=headers + list(record.headers or []),
+            ))
+        self.producer.flush()
+        for future in futures:
+            try:
+                future.get(timeout=0)
+            except KafkaError as error:
+                raise AlertPublishFailed(f"{len(futures)} record(s) not all acknowledged: {error}") from error
+
+    def _save_with_retry(self, topic: str, applied: dict[int, tuple[int, int]], outcome: BatchOutcome) -> None:
+        """Step 2, retried with capped exponential backoff while Redis is unreachable."""
+        delay = _REDIS_RETRY_FIRST_S
+        while True:
+            try:
+                self.store.save(topic, applied, outcome.states)
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                if self.should_stop():
+                    raise CheckpointError(f"Redis unavailable at shutdown: {error}") from error
+                log.warning("redis_unavailable", step="checkpoint", retry_in_s=delay, error=str(error))
+                time.sleep(delay)
+                delay = min(delay * 2, _REDIS_RETRY_MAX_S)

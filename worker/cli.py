@@ -1,0 +1,135 @@
+"""The `framedrift` command: train, produce, worker, demo, schema.
+
+This is the composition root. It is the one module of `worker/` that reaches into
+`producers/` and `deploy/` (for `train`'s dataset readers, `produce` and `demo`), and
+it imports them inside the subcommand, so the running service never loads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from worker.settings import SettingsError, settings_from_env
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schemas.export import SCHEMA_DIR, generated_schemas, write_schemas
+
+    if args.check:
+        stale = [name for name, text in generated_schemas().items()
+                 if not (SCHEMA_DIR / name).is_file() or (SCHEMA_DIR / name).read_text() != text]
+        if stale:
+            print(f"out of date: {', '.join(stale)}; run `framedrift schema`", file=sys.stderr)
+            return 1
+        print("schemas/json is up to date")
+        return 0
+    for path in write_schemas():
+        print(path)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from producers.datasets import load_images
+    from worker.model import AutoencoderConfig
+    from worker.training import TrainingPlan, train_autoencoder
+
+    output = args.out or settings_from_env().model_path
+    dataset = load_images(args.data)
+    images = dataset.images[: args.limit] if args.limit else dataset.images
+    print(f"training on {len(images)} images from {args.data}", file=sys.stderr)
+    artifact = train_autoencoder(
+        images,
+        AutoencoderConfig(height=args.height, width=args.width, channels=args.channels,
+                          filters=args.filters),
+        TrainingPlan(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                     validation_fraction=args.validation_fraction, seed=args.seed),
+        source_description=str(args.data),
+    )
+    artifact.save(output)
+    summary = artifact.baseline.summary()
+    print(f"wrote {output}: model {artifact.model_version}, validation error "
+          f"mean {summary['mean']:.4f} std {summary['std']:.4f} over {summary['size']} images")
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from producers import cli as producer_cli
+
+    settings = settings_from_env()
+    sent = producer_cli.run(args, settings.bootstrap_servers, settings.input_topic)
+    print(f"sent {sum(sent.values())} events to {settings.input_topic} from {len(sent)} sources")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.log import configure_logging
+    from worker.service import DriftWorker
+
+    settings = settings_from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    DriftWorker(settings).run()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deploy.demo import run_demo
+
+    return run_demo(retrain=args.retrain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from producers import cli as producer_cli
+    from producers.datasets import SAMPLE_DATA_DIR
+
+    parser = argparse.ArgumentParser(prog="framedrift", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train the autoencoder and record its baseline")
+    train.add_argument("--data", type=Path,
+                       default=SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz",
+                       help="reference images: IDX (.gz), .npz or a folder of PNG/JPEG")
+    train.add_argument("--out", type=Path, default=None, help="default: FRAMEDRIFT_MODEL_PATH")
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--validation-fraction", type=float, default=0.2)
+    train.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    train.add_argument("--height", type=int, default=28)
+    train.add_argument("--width", type=int, default=28)
+    train.add_argument("--channels", type=int, default=1, choices=[1, 3])
+    train.add_argument("--filters", type=int, default=32)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_train)
+
+    produce = commands.add_parser("produce", help="stream dataset images as events, with drift")
+    producer_cli.add_arguments(produce)
+    produce.set_defaults(handler=_produce)
+
+    worker = commands.add_parser("worker", help="run the drift worker (settings from FRAMEDRIFT_*)")
+    worker.set_defaults(handler=_worker)
+
+    demo = commands.add_parser("demo", help="local servers, a model, drifting sources, alerts")
+    demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
+    demo.set_defaults(handler=_demo)
+
+    schema = commands.add_parser("schema", help="write the JSON Schema files into schemas/json")
+    schema.add_argument("--check", action="store_true", help="only check they are up to date")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SettingsError as error:
+        print(f"framedrift: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""`framedrift worker`: the Kafka consumer loop that ties the stages together.
+
+poll a batch -> `BatchProcessor.process` -> `Checkpointer.checkpoint`, repeated until
+SIGTERM or SIGINT, which finish the current batch, checkpoint it and leave the group.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+
+import redis
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from worker.artifact import ModelArtifact
+from worker.checkpoint import Checkpointer, CheckpointError, OffsetCommitFailed
+from worker.decoding import DecodingLimits
+from worker.detectors.monitor import MonitorConfig
+from worker.pipeline import BatchOutcome, BatchProcessor
+from worker.scoring import Scorer
+from worker.settings import Settings
+from worker.state_codec import StateCodec
+from worker.state_store import PartitionClaim, PartitionFenced, RedisStateStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Throughput:
+    """Counts between two periodic throughput log lines."""
+
+    started: float = field(default_factory=time.monotonic)
+    events: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    alerts: int = 0
+
+    def add(self, outcome: BatchOutcome, batch_size: int) -> None:
+        self.events += batch_size
+        self.batches += 1
+        self.dead_letters += len(outcome.dead_letters)
+        self.alerts += len(outcome.alerts)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: DriftWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Every batch is checkpointed before the next poll, so nothing is pending here.
+        for tp in revoked:
+            self.worker.claims.pop(tp.partition, None)
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.claim(assigned)
+
+
+class DriftWorker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        hmac_key = settings.hmac_key()
+        self.artifact = ModelArtifact.load(settings.model_path)
+        self.monitor_config = MonitorConfig(
+            window_size=settings.window_size,
+            ks_stride=settings.ks_stride,
+            ks_alpha=settings.ks_alpha,
+            threshold_pct=settings.threshold_pct,
+            adwin_delta=settings.adwin_delta,
+            reference_errors=self.artifact.baseline.reference_errors,
+            outlier_threshold=self.artifact.baseline.quantile(settings.outlier_quantile),
+        )
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.store = RedisStateStore(self.redis, StateCodec(hmac_key), settings.state_prefix,
+                                     settings.group_id, self.artifact.model_version)
+        self.processor = BatchProcessor(
+            Scorer(self.artifact, settings.torch_threads), self.store, self.monitor_config,
+            DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
+        )
+        # partition -> this worker's claim on it (generation, last applied offset)
+        self.claims: dict[int, PartitionClaim] = {}
+        self._stopping = False
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def claim(self, assigned: set[TopicPartition]) -> None:
+        """Take ownership of newly assigned partitions and resume after their applied offset."""
+        topic = self.settings.input_topic
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+        for partition, claim in self.store.claim_partitions(topic, partitions).items():
+            self.claims[partition] = claim
+            if claim.applied_offset is not None and self.consumer is not None:
+                # Redis is ahead of Kafka's commit after a crash between steps 2 and 3.
+                self.consumer.seek(TopicPartition(topic, partition), claim.applied_offset + 1)
+        log.info("partitions_assigned", partitions=partitions,
+                 applied_offsets={p: self.claims[p].applied_offset for p in partitions})
+
+    def _connect(self) -> None:
+        settings = self.settings
+        common = {"bootstrap_servers": settings.bootstrap_servers.split(",")}
+        self.producer = KafkaProducer(
+            **common, acks="all", linger_ms=5,
+            max_request_size=2 * settings.max_record_bytes + (1 << 20),
+        )
+        self.consumer = KafkaConsumer(
+            **common,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_size,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes + 1024),
+        )
+        self.consumer.subscribe([settings.input_topic], listener=_Rebalance(self))
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        self._connect()
+        assert self.consumer is not None and self.producer is not None
+        checkpointer = Checkpointer(self.settings, self.producer, self.consumer, self.store,
+                                    should_stop=lambda: self._stopping)
+        log.info("worker_started", model_version=self.artifact.model_version,
+                 input_topic=self.settings.input_topic, group_id=self.settings.group_id)
+        window = Throughput()
+        try:
+            while not self._stopping:
+                polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
+                                            max_records=self.settings.batch_size)
+                records = [record for batch in polled.values() for record in batch]
+                if records:
+                    self._handle(records, checkpointer, window)
+                if time.monotonic() - window.started >= self.settings.stats_interval_s:
+                    self._log_throughput(window)
+                    window = Throughput()
+        finally:
+            log.info("worker_stopping")
+            self.consumer.close(autocommit=False)
+            self.producer.close(timeout=10)
+
+    def _handle(self, records: list, checkpointer: Checkpointer, window: Throughput) -> None:
+        unclaimed = {record.partition for record in records} - self.claims.keys()
+        if unclaimed:  # the assignment callback could not reach Redis
+            self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
+            self._rewind(records)  # claiming may have moved the position past applied offsets
+            return
+        applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
+        outcome = self.processor.process(records, applied)
+        for alert in outcome.alerts:
+            log.info("drift_alert", alert_id=alert.alert_id, source_id=alert.source_id,
+                     detector=alert.detector, statistic=round(alert.statistic, 4),
+                     threshold=round(alert.threshold, 4),
+                     relative_increase=round(alert.relative_increase, 4),
+                     trigger_offset=alert.window_last_event.offset)
+        for dead in outcome.dead_letters:
+            log.warning("dead_letter", reason=type(dead.error).__name__, message=str(dead.error)[:200],
+                        partition=dead.record.partition, offset=dead.record.offset)
+        try:
+            checkpointer.checkpoint(outcome, self.claims)
+        except PartitionFenced as error:
+            # Another worker owns it now. Rewind so that, if the group hands it back, the
+            # batch is read again rather than silently skipped.
+            log.warning("partition_fenced", partition=error.partition, reason=str(error))
+            self._rewind(records)
+            return
+        except OffsetCommitFailed as error:
+            log.warning("offset_commit_failed", reason=str(error))
+        except CheckpointError as error:
+            # Nothing was committed: read the batch again on the next poll.
+            log.error("checkpoint_failed", error_class=type(error).__name__, reason=str(error))
+            self._rewind(records)
+            return
+        for partition, offset in outcome.last_offsets.items():
+            claim = self.claims.get(partition)
+            if claim is not None:
+                self.claims[partition] = PartitionClaim(claim.generation, offset)
+        window.add(outcome, len(records))
+
+    def _rewind(self, records: list) -> None:
+        assert self.consumer is not None
+        first: dict[int, int] = {}
+        for record in records:
+            first[record.partition] = min(record.offset, first.get(record.partition, record.offset))
+        assigned = {tp.partition for tp in self.consumer.assignment()}
+        for partition, offset in first.items():
+            if partition in assigned:
+                self.consumer.seek(TopicPartition(self.settings.input_topic, partition), offset)
+
+    def _log_throughput(self, window: Throughput) -> None:
+        assert self.consumer is not None
+        elapsed = max(time.monotonic() - window.started, 1e-9)
+        lag = 0
+        known = False
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                known = True
+                lag += max(0, highwater - self.consumer.position(tp))
+        log.info(
+            "throughput",
+            events_per_s=round(window.events / elapsed, 1),
+            events=window.events,
+            mean_batch_size=round(window.events / window.batches, 1) if window.batches else 0,
+            alerts=window.alerts,
+            dead_letters=window.dead_letters,
+            lag=lag if known else None,
+            partitions=len(self.claims),
+        )
