@@ -55,8 +55,12 @@ def _train_demo_model() -> None:
 
     reference = load_images(SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz")
     print(f"Training the demo autoencoder on {len(reference)} Fashion-MNIST sample images...")
-    artifact = train_autoencoder(reference.images, AutoencoderConfig(), TrainingPlan(epochs=5),
-                                 source_description="producers/sample_data (Fashion-MNIST sample)")
+    artifact = train_autoencoder(
+        reference.images,
+        AutoencoderConfig(),
+        TrainingPlan(epochs=5),
+        source_description="producers/sample_data (Fashion-MNIST sample)",
+    )
     artifact.save(DEMO_MODEL)
     print(f"  model {artifact.model_version}: validation error mean {artifact.baseline.mean:.4f}")
 
@@ -72,11 +76,16 @@ def _committed_total(consumer: KafkaConsumer, topic: str) -> int:
 def _print_alert(alert: DriftAlert, started: float) -> None:
     sequence = sequence_of(alert.window_last_event.event_id)
     scenario = PLAN.drift.get(alert.source_id, "none")
-    when = (f"{sequence - PLAN.drift_at} events after the {scenario} onset"
-            if scenario != "none" and sequence >= PLAN.drift_at else "FALSE ALARM")
-    print(f"[{time.monotonic() - started:6.1f}s] ALERT {alert.source_id} {alert.detector:<17} "
-          f"statistic {alert.statistic:8.4f} (threshold {alert.threshold:.4f})  "
-          f"mean error {alert.relative_increase:+.1%}  at event #{sequence}: {when}")
+    when = (
+        f"{sequence - PLAN.drift_at} events after the {scenario} onset"
+        if scenario != "none" and sequence >= PLAN.drift_at
+        else "FALSE ALARM"
+    )
+    print(
+        f"[{time.monotonic() - started:6.1f}s] ALERT {alert.source_id} {alert.detector:<17} "
+        f"statistic {alert.statistic:8.4f} (threshold {alert.threshold:.4f})  "
+        f"mean error {alert.relative_increase:+.1%}  at event #{sequence}: {when}"
+    )
 
 
 def run_demo(retrain: bool = False) -> int:
@@ -88,7 +97,9 @@ def run_demo(retrain: bool = False) -> int:
 
     with LocalServers.start() as servers:
         topics = {"input": "image-events", "alerts": "drift-alerts", "dead": "image-events-dlq"}
-        servers.create_topics({topics["input"]: INPUT_PARTITIONS, topics["alerts"]: 1, topics["dead"]: 1})
+        servers.create_topics(
+            {topics["input"]: INPUT_PARTITIONS, topics["alerts"]: 1, topics["dead"]: 1}
+        )
         environment = {
             **os.environ,
             "FRAMEDRIFT_BOOTSTRAP_SERVERS": servers.bootstrap_servers,
@@ -97,42 +108,67 @@ def run_demo(retrain: bool = False) -> int:
             "FRAMEDRIFT_ALERTS_TOPIC": topics["alerts"],
             "FRAMEDRIFT_DEAD_LETTER_TOPIC": topics["dead"],
             "FRAMEDRIFT_MODEL_PATH": str(DEMO_MODEL),
-            "FRAMEDRIFT_STATE_HMAC_KEY": secrets.token_hex(32),  # a fresh key: demo state is throwaway
+            "FRAMEDRIFT_STATE_HMAC_KEY": secrets.token_hex(
+                32
+            ),  # a fresh key: demo state is throwaway
             "FRAMEDRIFT_LOG_FORMAT": "json",
             "FRAMEDRIFT_STATS_INTERVAL_S": "2",
         }
-        print(f"Broker {servers.bootstrap_servers}, Redis {servers.redis_url}; worker log: {WORKER_LOG}")
+        print(
+            f"Broker {servers.bootstrap_servers}, Redis {servers.redis_url}; "
+            f"worker log: {WORKER_LOG}"
+        )
         WORKER_LOG.parent.mkdir(parents=True, exist_ok=True)
         with WORKER_LOG.open("wb") as worker_log:
-            worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=environment,
-                                      stdout=worker_log, stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "worker"],
+                env=environment,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 alerts = _stream_and_watch(servers, topics, clean, novel, total_events)
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
-        throughput = [line for line in WORKER_LOG.read_text().splitlines() if '"throughput"' in line]
+        throughput = [
+            line for line in WORKER_LOG.read_text().splitlines() if '"throughput"' in line
+        ]
         if throughput:
             print("Last worker throughput line:", throughput[-1])
     return _summarise(alerts, total_events)
 
 
-def _stream_and_watch(servers: LocalServers, topics: dict[str, str], clean, novel,  # type: ignore[no-untyped-def]
-                      total_events: int) -> list[DriftAlert]:
+def _stream_and_watch(
+    servers: LocalServers,
+    topics: dict[str, str],
+    clean,
+    novel,  # type: ignore[no-untyped-def]
+    total_events: int,
+) -> list[DriftAlert]:
     drifted = ", ".join(f"{source} ({scenario})" for source, scenario in PLAN.drift.items())
     clean_sources = [s for s in source_ids(PLAN.sources) if s not in PLAN.drift]
-    print(f"Streaming {total_events} events from {PLAN.sources} cameras at {PLAN.rate:.0f}/s; drift "
-          f"from event #{PLAN.drift_at} on {drifted}; clean: {', '.join(clean_sources)}")
+    print(
+        f"Streaming {total_events} events from {PLAN.sources} cameras at {PLAN.rate:.0f}/s; drift "
+        f"from event #{PLAN.drift_at} on {drifted}; clean: {', '.join(clean_sources)}"
+    )
     producer = KafkaProducer(bootstrap_servers=servers.bootstrap_servers, acks="all", linger_ms=10)
     production = threading.Thread(
-        target=produce_stream, args=(producer, topics["input"], PLAN, clean, novel),
-        kwargs={"show_progress": False}, daemon=True,
+        target=produce_stream,
+        args=(producer, topics["input"], PLAN, clean, novel),
+        kwargs={"show_progress": False},
+        daemon=True,
     )
-    alerts_consumer = KafkaConsumer(topics["alerts"], bootstrap_servers=servers.bootstrap_servers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    group_id=None)
-    progress = KafkaConsumer(bootstrap_servers=servers.bootstrap_servers, group_id="framedrift",
-                             enable_auto_commit=False)
+    alerts_consumer = KafkaConsumer(
+        topics["alerts"],
+        bootstrap_servers=servers.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    progress = KafkaConsumer(
+        bootstrap_servers=servers.bootstrap_servers, group_id="framedrift", enable_auto_commit=False
+    )
     started = time.monotonic()
     production.start()
     alerts: list[DriftAlert] = []
@@ -149,7 +185,9 @@ def _stream_and_watch(servers: LocalServers, topics: dict[str, str], clean, nove
             committed = _committed_total(progress, topics["input"])
             if committed >= total_events and done_at is None:
                 done_at = time.monotonic()
-                print(f"[{done_at - started:6.1f}s] all {total_events} events processed and committed")
+                print(
+                    f"[{done_at - started:6.1f}s] all {total_events} events processed and committed"
+                )
         if done_at is not None and time.monotonic() - done_at > _QUIET_AFTER_DONE_S:
             break
     else:
@@ -181,11 +219,17 @@ def _summarise(alerts: list[DriftAlert], total_events: int) -> int:
     for source in source_ids(PLAN.sources):
         scenario = PLAN.drift.get(source, "none")
         delay = first_delay.get(source)
-        delay_text = f"{delay} events" if delay is not None else ("MISSED" if scenario != "none" else "-")
-        detectors = ", ".join(f"{name} {count}" for name, count in sorted(per_source[source].items()))
+        delay_text = (
+            f"{delay} events" if delay is not None else ("MISSED" if scenario != "none" else "-")
+        )
+        detectors = ", ".join(
+            f"{name} {count}" for name, count in sorted(per_source[source].items())
+        )
         print(f"  {source:<12} {scenario:<12} {delay_text:>24}  {detectors or 'none'}")
     missed = [s for s in PLAN.drift if s not in first_delay]
     print(f"  false alarms (clean sources, or before the onset): {sum(false_alarms.values())}")
-    print(f"  drifted sources missed: {len(missed)}{' (' + ', '.join(missed) + ')' if missed else ''}")
+    print(
+        f"  drifted sources missed: {len(missed)}{' (' + ', '.join(missed) + ')' if missed else ''}"
+    )
     del events_processed
     return 0 if not missed and not false_alarms else 1

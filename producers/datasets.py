@@ -52,7 +52,9 @@ def read_idx(path: Path) -> np.ndarray:
     shape = (count, *struct.unpack(f">{dimensions - 1}I", data[8:header]))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise DatasetError(f"{path}: header says {expected} bytes of data, found {len(data) - header}")
+        raise DatasetError(
+            f"{path}: header says {expected} bytes of data, found {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -73,7 +75,9 @@ def _read_folder(folder: Path) -> LabelledImages:
     images = []
     for file in files:
         with Image.open(file) as image:
-            images.append(np.asarray(image.convert("L" if image.mode in ("L", "1", "P") else "RGB")))
+            images.append(
+                np.asarray(image.convert("L" if image.mode in ("L", "1", "P") else "RGB"))
+            )
     if len({image.shape for image in images}) != 1:
         raise DatasetError(f"{folder}: images differ in size or channels; resize them first")
     labels = None

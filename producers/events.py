@@ -36,8 +36,13 @@ def encode_image(image: np.ndarray, encoding: Encoding) -> bytes:
 
 
 def image_event_record(
-    image: np.ndarray, source_id: str, event_id: str, timestamp: datetime,
-    value_format: ValueFormat = "json", encoding: Encoding = "png", label: int | None = None,
+    image: np.ndarray,
+    source_id: str,
+    event_id: str,
+    timestamp: datetime,
+    value_format: ValueFormat = "json",
+    encoding: Encoding = "png",
+    label: int | None = None,
 ) -> KafkaRecord:
     """One image event, keyed by its source id."""
     data = encode_image(image, encoding)
@@ -45,16 +50,28 @@ def image_event_record(
     raw_dtype = str(image.dtype) if encoding == "raw" else None
     if value_format == "binary":
         headers = BinaryEventHeaders(
-            event_id=event_id, source_id=source_id, timestamp=timestamp, encoding=encoding,
-            shape=",".join(map(str, raw_shape)) if raw_shape else None, dtype=raw_dtype,
+            event_id=event_id,
+            source_id=source_id,
+            timestamp=timestamp,
+            encoding=encoding,
+            shape=",".join(map(str, raw_shape)) if raw_shape else None,
+            dtype=raw_dtype,
         )
-        header_list = [(name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
-                       for name, value in headers.model_dump(exclude_none=True).items()]
+        header_list = [
+            (name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
+            for name, value in headers.model_dump(exclude_none=True).items()
+        ]
         return KafkaRecord(source_id.encode(), data, header_list)
     event = ImageEvent(
-        event_id=event_id, source_id=source_id, timestamp=timestamp,
-        image=ImagePayload(encoding=encoding, data=base64.b64encode(data).decode(),
-                           shape=raw_shape, dtype=raw_dtype),  # type: ignore[arg-type]
+        event_id=event_id,
+        source_id=source_id,
+        timestamp=timestamp,
+        image=ImagePayload(
+            encoding=encoding,
+            data=base64.b64encode(data).decode(),
+            shape=raw_shape,
+            dtype=raw_dtype,
+        ),  # type: ignore[arg-type]
         labels={"class": str(label)} if label is not None else None,
     )
     return KafkaRecord(source_id.encode(), event.model_dump_json(exclude_none=True).encode(), [])

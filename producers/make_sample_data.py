@@ -28,7 +28,10 @@ def main(data_root: str) -> None:
         assert dataset.labels is not None
         chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), count, replace=False))
         write_idx(SAMPLE_DATA_DIR / f"{stem}-images-idx3-ubyte.gz", dataset.images[chosen])
-        write_idx(SAMPLE_DATA_DIR / f"{stem}-labels-idx1-ubyte.gz", dataset.labels[chosen].astype(np.uint8))
+        write_idx(
+            SAMPLE_DATA_DIR / f"{stem}-labels-idx1-ubyte.gz",
+            dataset.labels[chosen].astype(np.uint8),
+        )
         print(f"{stem}: {count} images from {relative}")
 
 

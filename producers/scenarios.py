@@ -18,7 +18,16 @@ from PIL import Image, ImageFilter
 
 from producers.datasets import LabelledImages
 
-SCENARIOS = ("none", "noise", "covariate", "label-shift", "novel", "blur", "brightness", "occlusion")
+SCENARIOS = (
+    "none",
+    "noise",
+    "covariate",
+    "label-shift",
+    "novel",
+    "blur",
+    "brightness",
+    "occlusion",
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +53,14 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 class ScenarioSampler:
     """Draws a source's next image, clean or drifted."""
 
-    def __init__(self, scenario: str, clean: LabelledImages, rng: np.random.Generator,
-                 novel: LabelledImages | None = None,
-                 parameters: ScenarioParameters = ScenarioParameters()) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        clean: LabelledImages,
+        rng: np.random.Generator,
+        novel: LabelledImages | None = None,
+        parameters: ScenarioParameters = ScenarioParameters(),
+    ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
         if scenario == "novel" and novel is None:
@@ -59,8 +73,8 @@ class ScenarioSampler:
         self.rng = rng
         self.parameters = parameters
         height, width = clean.images.shape[1:3]
-        side_h = max(1, int(round(height * parameters.occlusion_fraction ** 0.5)))
-        side_w = max(1, int(round(width * parameters.occlusion_fraction ** 0.5)))
+        side_h = max(1, round(height * parameters.occlusion_fraction**0.5))
+        side_w = max(1, round(width * parameters.occlusion_fraction**0.5))
         top, left = rng.integers(0, height - side_h + 1), rng.integers(0, width - side_w + 1)
         # Fixed per source, like dirt on one camera's lens.
         self._occluded = (slice(top, top + side_h), slice(left, left + side_w))
@@ -97,7 +111,9 @@ class ScenarioSampler:
             restored = np.asarray(small.resize((width, height), Image.BILINEAR))
             return _to_uint8(_to_unit(restored) + parameters.covariate_brightness)
         if self.scenario == "blur":
-            return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(parameters.blur_radius)))
+            return np.asarray(
+                Image.fromarray(image).filter(ImageFilter.GaussianBlur(parameters.blur_radius))
+            )
         if self.scenario == "brightness":
             return _to_uint8(_to_unit(image) + parameters.brightness_delta)
         if self.scenario == "occlusion":

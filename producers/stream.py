@@ -49,19 +49,32 @@ class StreamPlan:
     def __post_init__(self) -> None:
         unknown = set(self.drift) - set(source_ids(self.sources))
         if unknown:
-            raise ValueError(f"drift names unknown sources {sorted(unknown)}; "
-                             f"sources are camera-000..camera-{self.sources - 1:03d}")
+            raise ValueError(
+                f"drift names unknown sources {sorted(unknown)}; "
+                f"sources are camera-000..camera-{self.sources - 1:03d}"
+            )
 
 
-def produce_stream(producer: KafkaProducer, topic: str, plan: StreamPlan, clean: LabelledImages,
-                   novel: LabelledImages | None = None,
-                   parameters: ScenarioParameters = ScenarioParameters(),
-                   show_progress: bool = True) -> dict[str, int]:
+def produce_stream(
+    producer: KafkaProducer,
+    topic: str,
+    plan: StreamPlan,
+    clean: LabelledImages,
+    novel: LabelledImages | None = None,
+    parameters: ScenarioParameters | None = None,
+    show_progress: bool = True,
+) -> dict[str, int]:
     """Send the plan's events and wait for every ack; returns events sent per source."""
+    parameters = parameters or ScenarioParameters()
     root = np.random.default_rng(plan.seed)
     samplers = {
-        source: ScenarioSampler(plan.drift.get(source, "none"), clean,
-                                np.random.default_rng(root.integers(2**63)), novel, parameters)
+        source: ScenarioSampler(
+            plan.drift.get(source, "none"),
+            clean,
+            np.random.default_rng(root.integers(2**63)),
+            novel,
+            parameters,
+        )
         for source in source_ids(plan.sources)
     }
     sent = dict.fromkeys(samplers, 0)
@@ -73,11 +86,17 @@ def produce_stream(producer: KafkaProducer, topic: str, plan: StreamPlan, clean:
             for source, sampler in samplers.items():
                 image, label = sampler.draw(drifted=sequence >= plan.drift_at)
                 record = image_event_record(
-                    image, source, event_id(source, sequence), datetime.now(UTC),
-                    plan.value_format, plan.encoding, label,
+                    image,
+                    source,
+                    event_id(source, sequence),
+                    datetime.now(UTC),
+                    plan.value_format,
+                    plan.encoding,
+                    label,
                 )
-                futures.append(producer.send(topic, key=record.key, value=record.value,
-                                             headers=record.headers))
+                futures.append(
+                    producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+                )
                 sent[source] += 1
                 progress.update()
                 if plan.rate:
@@ -87,6 +106,7 @@ def produce_stream(producer: KafkaProducer, topic: str, plan: StreamPlan, clean:
     producer.flush()
     failed = [future for future in futures if future.failed()]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(futures)} events were not acknowledged: "
-                           f"{failed[0].exception}")
+        raise RuntimeError(
+            f"{len(failed)} of {len(futures)} events were not acknowledged: {failed[0].exception}"
+        )
     return sent

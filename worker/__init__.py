@@ -1,1 +1,1 @@
-"""framedrift's worker: scores image events with an autoencoder and watches each source for drift."""
+"""framedrift's worker: scores image events with an autoencoder, watches each source for drift."""

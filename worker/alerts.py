@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import UTC, datetime
 
@@ -29,27 +28,40 @@ def _event_ref(event: EventRef) -> AlertEventRef:
     )
 
 
-def build_alert(source_id: str, firing: DetectorFiring, state: SourceState, config: MonitorConfig,
-                model_version: str) -> DriftAlert:
+def build_alert(
+    source_id: str,
+    firing: DetectorFiring,
+    state: SourceState,
+    config: MonitorConfig,
+    model_version: str,
+) -> DriftAlert:
     window = state.window
     errors = window.errors()
     oldest = window.oldest_index()
-    first = EventRef(window.event_ids[oldest], int(window.partition_ring[oldest]),
-                     int(window.offset_ring[oldest]), float(window.timestamp_ring[oldest]))
+    first = EventRef(
+        window.event_ids[oldest],
+        int(window.partition_ring[oldest]),
+        int(window.offset_ring[oldest]),
+        float(window.timestamp_ring[oldest]),
+    )
     reference_mean = config.baseline_mean
     current_mean = float(errors.mean())
     return DriftAlert(
-        alert_id=alert_id(source_id, firing.detector, firing.trigger.partition, firing.trigger.offset),
+        alert_id=alert_id(
+            source_id, firing.detector, firing.trigger.partition, firing.trigger.offset
+        ),
         source_id=source_id,
         detector=firing.detector,  # type: ignore[arg-type]
         statistic=firing.statistic,
         threshold=firing.threshold,
         reference=WindowStatistics(
-            size=len(config.reference_errors), mean_error=reference_mean,
+            size=len(config.reference_errors),
+            mean_error=reference_mean,
             std_error=float(np.std(config.reference_errors, ddof=1)),
         ),
         current=WindowStatistics(
-            size=len(errors), mean_error=current_mean,
+            size=len(errors),
+            mean_error=current_mean,
             std_error=float(errors.std(ddof=1)) if len(errors) > 1 else 0.0,
         ),
         relative_increase=(current_mean - reference_mean) / reference_mean,

@@ -116,8 +116,10 @@ class ModelArtifact:
         except Exception as error:
             raise ArtifactError(f"{path} is not a framedrift model artifact: {error}") from error
         if manifest.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{path} has artifact format {manifest.get('format')!r}, "
-                                f"this version reads {ARTIFACT_FORMAT}")
+            raise ArtifactError(
+                f"{path} has artifact format {manifest.get('format')!r}, "
+                f"this version reads {ARTIFACT_FORMAT}"
+            )
         errors = payload["reference_errors"].numpy().astype(np.float64)
         return cls(
             config=AutoencoderConfig(**manifest["config"]),

@@ -43,8 +43,14 @@ class OffsetCommitFailed(CheckpointError):
 
 
 class Checkpointer:
-    def __init__(self, settings: Settings, producer: KafkaProducer, consumer: KafkaConsumer,
-                 store: RedisStateStore, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: KafkaProducer,
+        consumer: KafkaConsumer,
+        store: RedisStateStore,
+        should_stop: Callable[[], bool],
+    ) -> None:
         self.settings = settings
         self.producer = producer
         self.consumer = consumer
@@ -88,17 +94,21 @@ class Checkpointer:
         try:
             self.consumer.commit(offsets)
         except KafkaError as error:
-            raise OffsetCommitFailed(f"commit of {len(offsets)} partition(s) failed: {error}") from error
+            raise OffsetCommitFailed(
+                f"commit of {len(offsets)} partition(s) failed: {error}"
+            ) from error
 
     def _publish(self, outcome: BatchOutcome) -> None:
         futures = []
         for alert in outcome.alerts:
-            futures.append(self.producer.send(
-                self.settings.alerts_topic,
-                key=alert.source_id.encode(),
-                value=alert.model_dump_json().encode(),
-                headers=cloudevents_headers(alert, self.cloudevents_source),
-            ))
+            futures.append(
+                self.producer.send(
+                    self.settings.alerts_topic,
+                    key=alert.source_id.encode(),
+                    value=alert.model_dump_json().encode(),
+                    headers=cloudevents_headers(alert, self.cloudevents_source),
+                )
+            )
         failed_at = datetime.now(UTC)
         for dead in outcome.dead_letters:
             record = dead.record
@@ -110,20 +120,26 @@ class Checkpointer:
                 dlq_source_offset=record.offset,
                 dlq_failed_at=failed_at,
             ).as_kafka_headers()
-            futures.append(self.producer.send(
-                self.settings.dead_letter_topic,
-                key=record.key,
-                value=record.value,
-                headers=headers + list(record.headers or []),
-            ))
+            futures.append(
+                self.producer.send(
+                    self.settings.dead_letter_topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers + list(record.headers or []),
+                )
+            )
         self.producer.flush()
         for future in futures:
             try:
                 future.get(timeout=0)
             except KafkaError as error:
-                raise AlertPublishFailed(f"{len(futures)} record(s) not all acknowledged: {error}") from error
+                raise AlertPublishFailed(
+                    f"{len(futures)} record(s) not all acknowledged: {error}"
+                ) from error
 
-    def _save_with_retry(self, topic: str, applied: dict[int, tuple[int, int]], outcome: BatchOutcome) -> None:
+    def _save_with_retry(
+        self, topic: str, applied: dict[int, tuple[int, int]], outcome: BatchOutcome
+    ) -> None:
         """Step 2, retried with capped exponential backoff while Redis is unreachable."""
         delay = _REDIS_RETRY_FIRST_S
         while True:
@@ -133,6 +149,8 @@ class Checkpointer:
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 if self.should_stop():
                     raise CheckpointError(f"Redis unavailable at shutdown: {error}") from error
-                log.warning("redis_unavailable", step="checkpoint", retry_in_s=delay, error=str(error))
+                log.warning(
+                    "redis_unavailable", step="checkpoint", retry_in_s=delay, error=str(error)
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, _REDIS_RETRY_MAX_S)

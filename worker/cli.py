@@ -18,8 +18,11 @@ def _schema(args: argparse.Namespace) -> int:
     from schemas.export import SCHEMA_DIR, generated_schemas, write_schemas
 
     if args.check:
-        stale = [name for name, text in generated_schemas().items()
-                 if not (SCHEMA_DIR / name).is_file() or (SCHEMA_DIR / name).read_text() != text]
+        stale = [
+            name
+            for name, text in generated_schemas().items()
+            if not (SCHEMA_DIR / name).is_file() or (SCHEMA_DIR / name).read_text() != text
+        ]
         if stale:
             print(f"out of date: {', '.join(stale)}; run `framedrift schema`", file=sys.stderr)
             return 1
@@ -41,16 +44,24 @@ def _train(args: argparse.Namespace) -> int:
     print(f"training on {len(images)} images from {args.data}", file=sys.stderr)
     artifact = train_autoencoder(
         images,
-        AutoencoderConfig(height=args.height, width=args.width, channels=args.channels,
-                          filters=args.filters),
-        TrainingPlan(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                     validation_fraction=args.validation_fraction, seed=args.seed),
+        AutoencoderConfig(
+            height=args.height, width=args.width, channels=args.channels, filters=args.filters
+        ),
+        TrainingPlan(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+        ),
         source_description=str(args.data),
     )
     artifact.save(output)
     summary = artifact.baseline.summary()
-    print(f"wrote {output}: model {artifact.model_version}, validation error "
-          f"mean {summary['mean']:.4f} std {summary['std']:.4f} over {summary['size']} images")
+    print(
+        f"wrote {output}: model {artifact.model_version}, validation error "
+        f"mean {summary['mean']:.4f} std {summary['std']:.4f} over {summary['size']} images"
+    )
     return 0
 
 
@@ -87,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train the autoencoder and record its baseline")
-    train.add_argument("--data", type=Path,
-                       default=SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz",
-                       help="reference images: IDX (.gz), .npz or a folder of PNG/JPEG")
+    train.add_argument(
+        "--data",
+        type=Path,
+        default=SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz",
+        help="reference images: IDX (.gz), .npz or a folder of PNG/JPEG",
+    )
     train.add_argument("--out", type=Path, default=None, help="default: FRAMEDRIFT_MODEL_PATH")
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=128)

@@ -106,10 +106,15 @@ def _decode_json(value: bytes, limits: DecodingLimits) -> DecodedEvent:
     return DecodedEvent(event.event_id, event.source_id, event.timestamp, image)
 
 
-def _decode_binary(value: bytes, header_map: dict[str, bytes], limits: DecodingLimits) -> DecodedEvent:
+def _decode_binary(
+    value: bytes, header_map: dict[str, bytes], limits: DecodingLimits
+) -> DecodedEvent:
     try:
-        fields = {name: raw.decode("utf-8") for name, raw in header_map.items()
-                  if name in BinaryEventHeaders.model_fields}
+        fields = {
+            name: raw.decode("utf-8")
+            for name, raw in header_map.items()
+            if name in BinaryEventHeaders.model_fields
+        }
     except UnicodeDecodeError:
         raise MalformedEvent("a header value is not UTF-8") from None
     if fields.get("schema_version") not in _SUPPORTED_VERSIONS:
@@ -145,7 +150,9 @@ def decode_image(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> 
                 )
             expected_format = "JPEG" if payload.encoding == "jpeg" else "PNG"
             if image.format != expected_format:
-                raise UndecodableImage(f"encoding says {payload.encoding}, bytes are {image.format}")
+                raise UndecodableImage(
+                    f"encoding says {payload.encoding}, bytes are {image.format}"
+                )
             image.load()
     except InvalidEvent:
         raise

@@ -27,7 +27,9 @@ class AutoencoderConfig:
         # Two 2× poolings followed by two 2× up-samplings give the input size back
         # only when both sides divide by 4.
         if self.height % 4 or self.width % 4:
-            raise ValueError(f"height and width must be multiples of 4, got {self.height}×{self.width}")
+            raise ValueError(
+                f"height and width must be multiples of 4, got {self.height}×{self.width}"
+            )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
 

@@ -42,15 +42,18 @@ class BatchOutcome:
 
 
 class BatchProcessor:
-    def __init__(self, scorer: Scorer, store: RedisStateStore, config: MonitorConfig,
-                 limits: DecodingLimits) -> None:
+    def __init__(
+        self, scorer: Scorer, store: RedisStateStore, config: MonitorConfig, limits: DecodingLimits
+    ) -> None:
         self.scorer = scorer
         self.store = store
         self.config = config
         self.limits = limits
         self.model_version = scorer.artifact.model_version
 
-    def process(self, records: list[ConsumerRecord], applied_offsets: dict[int, int | None]) -> BatchOutcome:
+    def process(
+        self, records: list[ConsumerRecord], applied_offsets: dict[int, int | None]
+    ) -> BatchOutcome:
         """Records of the input topic, in partition order -> what to publish and persist.
 
         `applied_offsets` maps partition -> the last offset whose effect is already in
@@ -92,14 +95,18 @@ class BatchProcessor:
             state = loaded.states.get(source_id)
             if state is None or state.config_fingerprint != self.config.fingerprint:
                 if state is not None:
-                    log.warning("detector_parameters_changed", source_id=source_id,
-                                action="restarting this source's detectors")
+                    log.warning(
+                        "detector_parameters_changed",
+                        source_id=source_id,
+                        action="restarting this source's detectors",
+                    )
                 state = SourceState.fresh(self.config)
             monitor = SourceMonitor(self.config, state)
             for index in indices:
                 record, event = decoded[index]
-                reference = EventRef(event.event_id, record.partition, record.offset,
-                                     event.timestamp.timestamp())
+                reference = EventRef(
+                    event.event_id, record.partition, record.offset, event.timestamp.timestamp()
+                )
                 for firing in monitor.update(float(errors[index]), reference):
                     outcome.alerts.append(
                         build_alert(source_id, firing, state, self.config, self.model_version)

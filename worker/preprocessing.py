@@ -20,7 +20,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 def as_unit_float(image: np.ndarray) -> np.ndarray:
     """uint8 0..255 or float in [0, 1] -> float32 (H, W, C) in [0, 1]."""
-    pixels = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    pixels = (
+        image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    )
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
@@ -39,7 +41,9 @@ def _fit_size(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     if pixels.shape[:2] == (height, width):
         return pixels
     planes = [
-        np.asarray(Image.fromarray(pixels[:, :, c], mode="F").resize((width, height), Image.BILINEAR))
+        np.asarray(
+            Image.fromarray(pixels[:, :, c], mode="F").resize((width, height), Image.BILINEAR)
+        )
         for c in range(pixels.shape[2])
     ]
     return np.clip(np.stack(planes, axis=2), 0.0, 1.0)
@@ -63,6 +67,8 @@ def dataset_to_model_input(images: np.ndarray, preprocessing: Preprocessing) -> 
         images = images[:, :, :, None]
     same_size = images.shape[1:3] == (preprocessing.height, preprocessing.width)
     if same_size and images.shape[3] == preprocessing.channels and images.dtype == np.uint8:
-        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().mul_(preprocessing.scale)
+        # np.require copies only read-only arrays (e.g. straight from an IDX buffer).
+        writable = np.require(images, requirements="W")
+        pixels = torch.from_numpy(writable).permute(0, 3, 1, 2).float().mul_(preprocessing.scale)
         return pixels.contiguous()
     return to_model_input(list(images), preprocessing)

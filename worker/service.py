@@ -74,10 +74,17 @@ class DriftWorker:
             outlier_threshold=self.artifact.baseline.quantile(settings.outlier_quantile),
         )
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.store = RedisStateStore(self.redis, StateCodec(hmac_key), settings.state_prefix,
-                                     settings.group_id, self.artifact.model_version)
+        self.store = RedisStateStore(
+            self.redis,
+            StateCodec(hmac_key),
+            settings.state_prefix,
+            settings.group_id,
+            self.artifact.model_version,
+        )
         self.processor = BatchProcessor(
-            Scorer(self.artifact, settings.torch_threads), self.store, self.monitor_config,
+            Scorer(self.artifact, settings.torch_threads),
+            self.store,
+            self.monitor_config,
             DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         )
         # partition -> this worker's claim on it (generation, last applied offset)
@@ -98,14 +105,19 @@ class DriftWorker:
             if claim.applied_offset is not None and self.consumer is not None:
                 # Redis is ahead of Kafka's commit after a crash between steps 2 and 3.
                 self.consumer.seek(TopicPartition(topic, partition), claim.applied_offset + 1)
-        log.info("partitions_assigned", partitions=partitions,
-                 applied_offsets={p: self.claims[p].applied_offset for p in partitions})
+        log.info(
+            "partitions_assigned",
+            partitions=partitions,
+            applied_offsets={p: self.claims[p].applied_offset for p in partitions},
+        )
 
     def _connect(self) -> None:
         settings = self.settings
         common = {"bootstrap_servers": settings.bootstrap_servers.split(",")}
         self.producer = KafkaProducer(
-            **common, acks="all", linger_ms=5,
+            **common,
+            acks="all",
+            linger_ms=5,
             max_request_size=2 * settings.max_record_bytes + (1 << 20),
         )
         self.consumer = KafkaConsumer(
@@ -126,15 +138,25 @@ class DriftWorker:
         signal.signal(signal.SIGINT, self.stop)
         self._connect()
         assert self.consumer is not None and self.producer is not None
-        checkpointer = Checkpointer(self.settings, self.producer, self.consumer, self.store,
-                                    should_stop=lambda: self._stopping)
-        log.info("worker_started", model_version=self.artifact.model_version,
-                 input_topic=self.settings.input_topic, group_id=self.settings.group_id)
+        checkpointer = Checkpointer(
+            self.settings,
+            self.producer,
+            self.consumer,
+            self.store,
+            should_stop=lambda: self._stopping,
+        )
+        log.info(
+            "worker_started",
+            model_version=self.artifact.model_version,
+            input_topic=self.settings.input_topic,
+            group_id=self.settings.group_id,
+        )
         window = Throughput()
         try:
             while not self._stopping:
-                polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
-                                            max_records=self.settings.batch_size)
+                polled = self.consumer.poll(
+                    timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
+                )
                 records = [record for batch in polled.values() for record in batch]
                 if records:
                     self._handle(records, checkpointer, window)
@@ -155,14 +177,24 @@ class DriftWorker:
         applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
         outcome = self.processor.process(records, applied)
         for alert in outcome.alerts:
-            log.info("drift_alert", alert_id=alert.alert_id, source_id=alert.source_id,
-                     detector=alert.detector, statistic=round(alert.statistic, 4),
-                     threshold=round(alert.threshold, 4),
-                     relative_increase=round(alert.relative_increase, 4),
-                     trigger_offset=alert.window_last_event.offset)
+            log.info(
+                "drift_alert",
+                alert_id=alert.alert_id,
+                source_id=alert.source_id,
+                detector=alert.detector,
+                statistic=round(alert.statistic, 4),
+                threshold=round(alert.threshold, 4),
+                relative_increase=round(alert.relative_increase, 4),
+                trigger_offset=alert.window_last_event.offset,
+            )
         for dead in outcome.dead_letters:
-            log.warning("dead_letter", reason=type(dead.error).__name__, message=str(dead.error)[:200],
-                        partition=dead.record.partition, offset=dead.record.offset)
+            log.warning(
+                "dead_letter",
+                reason=type(dead.error).__name__,
+                message=str(dead.error)[:200],
+                partition=dead.record.partition,
+                offset=dead.record.offset,
+            )
         try:
             checkpointer.checkpoint(outcome, self.claims)
         except PartitionFenced as error:

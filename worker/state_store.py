@@ -25,7 +25,8 @@ from worker.state_codec import StateCodec, StateVerificationError
 log = structlog.get_logger(__name__)
 
 # KEYS: applied hash, generation hash, then one key per source state.
-# ARGV: n, then n triples (partition, expected generation, applied offset), then one blob per source.
+# ARGV: n, then n triples (partition, expected generation, applied offset),
+#       then one blob per source.
 _CHECKPOINT_SCRIPT = """
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
@@ -70,8 +71,9 @@ class LoadedStates:
 
 
 class RedisStateStore:
-    def __init__(self, client: redis.Redis, codec: StateCodec, prefix: str, group_id: str,
-                 model_version: str) -> None:
+    def __init__(
+        self, client: redis.Redis, codec: StateCodec, prefix: str, group_id: str, model_version: str
+    ) -> None:
         self.client = client
         self.codec = codec
         self.namespace = f"{prefix}:{group_id}:{model_version}"
@@ -116,7 +118,9 @@ class RedisStateStore:
                 rejected.append(source_id)
         return LoadedStates(states, rejected)
 
-    def save(self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]) -> None:
+    def save(
+        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+    ) -> None:
         """Atomically store states and each partition's (generation, applied offset).
 
         Raises PartitionFenced, writing nothing, if any partition's generation moved on.
@@ -139,5 +143,7 @@ class RedisStateStore:
     def load_all_sources(self) -> dict[str, SourceState]:
         """Every stored source state of this namespace (for tools and tests, not the hot path)."""
         prefix = self.source_key("")
-        source_ids = [key.decode()[len(prefix):] for key in self.client.scan_iter(match=prefix + "*")]
+        source_ids = [
+            key.decode()[len(prefix) :] for key in self.client.scan_iter(match=prefix + "*")
+        ]
         return self.load_sources(source_ids).states

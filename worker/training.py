@@ -41,12 +41,12 @@ def data_checksum(images: np.ndarray) -> str:
 
 
 @torch.inference_mode()
-def score_dataset(model: ConvAutoencoder, inputs: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+def score_dataset(
+    model: ConvAutoencoder, inputs: torch.Tensor, batch_size: int = 512
+) -> np.ndarray:
     """Per-image reconstruction errors of a prepared (N, C, H, W) tensor."""
     model.eval()
-    errors = [
-        reconstruction_error(model(chunk)[0], chunk) for chunk in inputs.split(batch_size)
-    ]
+    errors = [reconstruction_error(model(chunk)[0], chunk) for chunk in inputs.split(batch_size)]
     return torch.cat(errors).double().numpy()
 
 
@@ -63,7 +63,7 @@ def train_autoencoder(
     torch.manual_seed(plan.seed)
     generator = np.random.default_rng(plan.seed)
     order = generator.permutation(len(images))
-    validation_size = max(1, int(round(len(images) * plan.validation_fraction)))
+    validation_size = max(1, round(len(images) * plan.validation_fraction))
     validation_index, training_index = order[:validation_size], order[validation_size:]
 
     preprocessing = Preprocessing.for_model(config)
@@ -74,7 +74,10 @@ def train_autoencoder(
     optimiser = torch.optim.Adam(model.parameters(), lr=plan.learning_rate)
     batches_per_epoch = -(-len(training_inputs) // plan.batch_size)
     progress = tqdm(
-        total=plan.epochs * batches_per_epoch, desc="training", unit="batch", disable=not show_progress
+        total=plan.epochs * batches_per_epoch,
+        desc="training",
+        unit="batch",
+        disable=not show_progress,
     )
     validation_loss = float("nan")
     for epoch in range(plan.epochs):
@@ -87,7 +90,9 @@ def train_autoencoder(
             loss.backward()
             optimiser.step()
             progress.update()
-            progress.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", val=f"{validation_loss:.4f}")
+            progress.set_postfix(
+                epoch=epoch + 1, loss=f"{loss.item():.4f}", val=f"{validation_loss:.4f}"
+            )
         validation_loss = float(score_dataset(model, validation_inputs).mean())
         progress.set_postfix(epoch=epoch + 1, val=f"{validation_loss:.4f}")
     progress.close()
@@ -100,8 +105,8 @@ def train_autoencoder(
         "weights_sha256": digest,
         "data_sha256": data_checksum(images),
         "data_source": source_description,
-        "training_images": int(len(training_index)),
-        "validation_images": int(len(validation_index)),
+        "training_images": len(training_index),
+        "validation_images": len(validation_index),
         "training": plan.__dict__,
         "validation_loss": validation_loss,
         "created": datetime.now(UTC).isoformat(),

@@ -17,7 +17,8 @@ class AdwinDetector:
     State: the river object itself, pickled by the state codec inside a signed blob.
 
     >>> detector = AdwinDetector(delta=0.002)
-    >>> fired = [i for i, x in enumerate([0.3] * 500 + [0.6] * 200) if detector.update(x).drift_detected]
+    >>> stream = [0.3] * 500 + [0.6] * 200
+    >>> fired = [i for i, x in enumerate(stream) if detector.update(x).drift_detected]
     >>> 500 <= fired[0] < 600
     True
     """

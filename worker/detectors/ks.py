@@ -44,14 +44,18 @@ class KSWindowTest:
     threshold: float = 0.0
     _fired: bool = False
 
-    def update(self, window_errors: np.ndarray | None, reference_errors: np.ndarray) -> KSWindowTest:
+    def update(
+        self, window_errors: np.ndarray | None, reference_errors: np.ndarray
+    ) -> KSWindowTest:
         """Count one event; test when the stride is due and the window (if given) is full."""
         self._fired = False
         self.events_since_test += 1
         if window_errors is None or self.events_since_test < self.stride:
             return self
         self.events_since_test = 0
-        self.statistic = float(stats.ks_2samp(window_errors, reference_errors, method="asymp").statistic)
+        self.statistic = float(
+            stats.ks_2samp(window_errors, reference_errors, method="asymp").statistic
+        )
         self.threshold = ks_critical_value(len(window_errors), len(reference_errors), self.alpha)
         drifting = self.statistic > self.threshold
         self._fired = drifting and not self.in_drift

@@ -43,7 +43,13 @@ class MonitorConfig:
     @property
     def fingerprint(self) -> str:
         """Identifies the parameters a stored state was built with."""
-        parameters = (self.window_size, self.ks_stride, self.ks_alpha, self.threshold_pct, self.adwin_delta)
+        parameters = (
+            self.window_size,
+            self.ks_stride,
+            self.ks_alpha,
+            self.threshold_pct,
+            self.adwin_delta,
+        )
         return hashlib.sha256(repr(parameters).encode()).hexdigest()[:16]
 
 
@@ -100,7 +106,9 @@ class SourceMonitor:
 
         firings = []
         if state.adwin.update(error).drift_detected:
-            firings.append(DetectorFiring("adwin", state.adwin.estimation, state.adwin.mean_before, event))
+            firings.append(
+                DetectorFiring("adwin", state.adwin.estimation, state.adwin.mean_before, event)
+            )
         full_window = state.window.error_ring if state.window.is_full else None
         # The ring is in slot order, not arrival order; neither the KS test nor a mean cares.
         if state.ks.update(full_window, config.reference_errors).drift_detected:
@@ -108,8 +116,12 @@ class SourceMonitor:
         window_mean = float(full_window.mean()) if full_window is not None else None
         if state.relative_increase.update(window_mean, config.baseline_mean).drift_detected:
             firings.append(
-                DetectorFiring("relative_increase", state.relative_increase.statistic,
-                               config.threshold_pct, event)
+                DetectorFiring(
+                    "relative_increase",
+                    state.relative_increase.statistic,
+                    config.threshold_pct,
+                    event,
+                )
             )
         state.alerts += len(firings)
         return firings

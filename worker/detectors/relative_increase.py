@@ -1,4 +1,4 @@
-"""Seed 000's rule: alert when the recent mean error exceeds the baseline mean by a set percentage."""
+"""Seed 000's rule: alert when the recent mean error exceeds the baseline mean by a set percent."""
 
 from __future__ import annotations
 

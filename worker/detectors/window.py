@@ -43,7 +43,9 @@ class ErrorWindow:
     def is_full(self) -> bool:
         return self.size == self.capacity
 
-    def append(self, error: float, event_id: str, partition: int, offset: int, timestamp: float) -> None:
+    def append(
+        self, error: float, event_id: str, partition: int, offset: int, timestamp: float
+    ) -> None:
         slot = self.next_slot
         self.error_ring[slot] = error
         self.offset_ring[slot] = offset

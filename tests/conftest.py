@@ -1,0 +1,52 @@
+"""Fixtures shared by unit and integration tests: sample images and one small trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
+from worker.artifact import ModelArtifact
+from worker.model import AutoencoderConfig
+from worker.training import TrainingPlan, train_autoencoder
+
+
+@pytest.fixture(scope="session")
+def reference_images() -> LabelledImages:
+    return load_images(SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def stream_images() -> LabelledImages:
+    return load_images(SAMPLE_DATA_DIR / "fashion-mnist-stream-images-idx3-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def novel_images() -> LabelledImages:
+    return load_images(SAMPLE_DATA_DIR / "mnist-novel-images-idx3-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def trained_artifact(reference_images: LabelledImages) -> ModelArtifact:
+    """A small but real model: 3 epochs on 3,000 sample images (a few seconds on 2 cores)."""
+    return train_autoencoder(
+        reference_images.images[:3000],
+        AutoencoderConfig(filters=16),
+        TrainingPlan(epochs=3, seed=1),
+        source_description="test fixture",
+        show_progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def model_path(trained_artifact: ModelArtifact, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    trained_artifact.save(path)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,210 @@
+"""A real broker and a real Redis for the whole session; a fresh namespace for each test.
+
+Each test gets its own topics, consumer group and Redis key prefix, so tests share the
+servers without sharing state. Workers run as separate processes (`framedrift worker`),
+as in production, so that they can be killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from deploy.local_servers import LocalServers
+from producers.datasets import LabelledImages
+from producers.stream import StreamPlan, produce_stream
+from worker.artifact import ModelArtifact
+from worker.state_codec import StateCodec
+from worker.state_store import RedisStateStore
+
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[LocalServers]:
+    with LocalServers.start() as running:
+        yield running
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen
+    log_path: Path
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no cleanup, no last commit
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@dataclass
+class Stack:
+    """One test's slice of the servers: its topics, group, key prefix and workers."""
+
+    servers: LocalServers
+    model_path: Path
+    workdir: Path
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    hmac_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def input_topic(self) -> str:
+        return f"images-{self.suffix}"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"alerts-{self.suffix}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"dlq-{self.suffix}"
+
+    @property
+    def group_id(self) -> str:
+        return f"group-{self.suffix}"
+
+    def environment(self, **overrides: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "FRAMEDRIFT_BOOTSTRAP_SERVERS": self.servers.bootstrap_servers,
+            "FRAMEDRIFT_REDIS_URL": self.servers.redis_url,
+            "FRAMEDRIFT_INPUT_TOPIC": self.input_topic,
+            "FRAMEDRIFT_ALERTS_TOPIC": self.alerts_topic,
+            "FRAMEDRIFT_DEAD_LETTER_TOPIC": self.dead_letter_topic,
+            "FRAMEDRIFT_GROUP_ID": self.group_id,
+            "FRAMEDRIFT_STATE_PREFIX": f"test-{self.suffix}",
+            "FRAMEDRIFT_STATE_HMAC_KEY": self.hmac_key,
+            "FRAMEDRIFT_MODEL_PATH": str(self.model_path),
+            "FRAMEDRIFT_LOG_FORMAT": "json",
+            "FRAMEDRIFT_STATS_INTERVAL_S": "1",
+            "FRAMEDRIFT_TORCH_THREADS": "1",
+            **overrides,
+        }
+
+    def start_worker(self, **overrides: str) -> WorkerProcess:
+        log_path = self.workdir / f"worker-{len(self.workers)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            env=self.environment(**overrides),
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        worker = WorkerProcess(process, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def produce(
+        self, plan: StreamPlan, clean: LabelledImages, novel: LabelledImages | None = None
+    ) -> dict[str, int]:
+        producer = KafkaProducer(
+            bootstrap_servers=self.servers.bootstrap_servers, acks="all", linger_ms=10
+        )
+        try:
+            return produce_stream(
+                producer, self.input_topic, plan, clean, novel, show_progress=False
+            )
+        finally:
+            producer.close()
+
+    def produce_raw(self, records: list[tuple[bytes | None, bytes | None, list]]) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.servers.bootstrap_servers, acks="all")
+        for key, value, headers in records:
+            producer.send(self.input_topic, key=key, value=value, headers=headers)
+        producer.flush()
+        producer.close()
+
+    def committed(self) -> dict[int, int]:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.servers.bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+        )
+        try:
+            return {
+                p: consumer.committed(TopicPartition(self.input_topic, p)) or 0
+                for p in range(PARTITIONS)
+            }
+        finally:
+            consumer.close()
+
+    def wait_until_committed(
+        self, total: int, timeout: float = 120, while_waiting: Callable[[], None] | None = None
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(self.committed().values()) >= total:
+                return
+            if while_waiting:
+                while_waiting()
+            time.sleep(0.5)
+        logs = "\n".join(worker.log()[-3000:] for worker in self.workers)
+        raise AssertionError(f"only {sum(self.committed().values())} of {total} committed\n{logs}")
+
+    def read_topic(self, topic: str, expected: int | None = None, timeout: float = 10):  # type: ignore[no-untyped-def]
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.servers.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        records, deadline = [], time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and (expected is None or len(records) < expected):
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(batch)
+        finally:
+            consumer.close()
+        return records
+
+    def state_store(self) -> RedisStateStore:
+        model_version = ModelArtifact.load(self.model_path).model_version
+        return RedisStateStore(
+            redis.Redis.from_url(self.servers.redis_url),
+            StateCodec(self.hmac_key.encode()),
+            f"test-{self.suffix}",
+            self.group_id,
+            model_version,
+        )
+
+    def counts_in_redis(self) -> dict[str, int]:
+        return {
+            source: state.stats.count
+            for source, state in self.state_store().load_all_sources().items()
+        }
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.kill()
+
+
+@pytest.fixture
+def stack(servers: LocalServers, model_path: Path, tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(servers, model_path, tmp_path)
+    servers.create_topics(
+        {running.input_topic: PARTITIONS, running.alerts_topic: 1, running.dead_letter_topic: 1}
+    )
+    try:
+        yield running
+    finally:
+        running.stop_all()

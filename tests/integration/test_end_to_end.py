@@ -1,0 +1,92 @@
+"""The whole path against the real broker and Redis: events in, state in Redis, alerts out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from producers.stream import StreamPlan, sequence_of
+from schemas.alerts import DriftAlert
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+DRIFT_AT = 400
+PLAN = StreamPlan(
+    sources=4,
+    events_per_source=800,
+    drift={"camera-002": "noise"},
+    drift_at=DRIFT_AT,
+    seed=11,
+    value_format="binary",
+)
+
+
+def test_drift_on_one_source_alerts_for_that_source_only(stack: Stack, stream_images) -> None:
+    stack.start_worker()
+    sent = stack.produce(PLAN, stream_images)
+    total = sum(sent.values())
+    stack.wait_until_committed(total)
+
+    alerts = [
+        DriftAlert.model_validate_json(r.value)
+        for r in stack.read_topic(stack.alerts_topic, timeout=5)
+    ]
+    assert alerts, "the noisy source raised no alert"
+    assert {alert.source_id for alert in alerts} == {"camera-002"}
+    assert all(sequence_of(alert.window_last_event.event_id) >= DRIFT_AT for alert in alerts)
+    assert min(sequence_of(a.window_last_event.event_id) for a in alerts) - DRIFT_AT < 200
+
+    # Every event counted once in Redis; every offset committed; applied offsets stored.
+    assert stack.counts_in_redis() == sent
+    committed = stack.committed()
+    assert sum(committed.values()) == total
+    applied = stack.state_store().applied_offsets(stack.input_topic)
+    assert {p: o + 1 for p, o in applied.items()} == {p: c for p, c in committed.items() if c}
+
+    # Alerts carry CloudEvents headers and are keyed by source.
+    record = stack.read_topic(stack.alerts_topic, expected=1)[0]
+    headers = dict(record.headers)
+    assert record.key == b"camera-002"
+    assert headers["ce_id"].decode() == json.loads(record.value)["alert_id"]
+    assert headers["ce_specversion"] == b"1.0"
+    assert stack.workers[0].terminate() == 0
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_valid_ones_still_count(
+    stack: Stack, stream_images
+) -> None:
+    bad = [
+        (b"camera-000", b"{not json", [("trace", b"abc")]),
+        (b"camera-001", json.dumps({"schema_version": 7}).encode(), []),
+        (
+            b"camera-000",
+            b"\x89PNG truncated",
+            [
+                ("schema_version", b"1"),
+                ("event_id", b"b1"),
+                ("source_id", b"camera-000"),
+                ("timestamp", b"2026-01-01T00:00:00Z"),
+                ("encoding", b"png"),
+            ],
+        ),
+    ]
+    stack.produce_raw(bad)
+    sent = stack.produce(StreamPlan(sources=2, events_per_source=150, seed=3), stream_images)
+    stack.produce_raw(bad[:1])
+    stack.start_worker()
+    stack.wait_until_committed(sum(sent.values()) + 4)
+
+    dead = stack.read_topic(stack.dead_letter_topic, expected=4)
+    reasons = sorted(dict(r.headers)["dlq_error_class"].decode() for r in dead)
+    assert reasons == [
+        "MalformedEvent",
+        "MalformedEvent",
+        "UndecodableImage",
+        "UnsupportedSchemaVersion",
+    ]
+    first = next(r for r in dead if r.value == b"{not json")
+    assert dict(first.headers)["trace"] == b"abc", "original headers are kept"
+    assert dict(first.headers)["dlq_source_topic"].decode() == stack.input_topic
+    assert stack.counts_in_redis() == sent

@@ -1,0 +1,217 @@
+"""Every input format decodes; every kind of bad input is rejected with a named reason."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from producers.events import encode_image, image_event_record
+from worker.decoding import (
+    DecodingLimits,
+    ImageTooLarge,
+    InvalidEvent,
+    MalformedEvent,
+    RecordTooLarge,
+    UndecodableImage,
+    UnsupportedSchemaVersion,
+    decode_record,
+)
+
+LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=4096)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+IMAGE = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
+
+
+def json_event(**image_fields: object) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": "e1",
+            "source_id": "cam-1",
+            "timestamp": NOW.isoformat(),
+            "image": image_fields,
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize("value_format", ["json", "binary"])
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_lossless_formats_round_trip_the_exact_pixels(value_format: str, encoding: str) -> None:
+    record = image_event_record(IMAGE, "cam-1", "e1", NOW, value_format, encoding)  # type: ignore[arg-type]
+    decoded = decode_record(record.value, record.headers, LIMITS)
+    assert (decoded.source_id, decoded.event_id, decoded.timestamp) == ("cam-1", "e1", NOW)
+    np.testing.assert_array_equal(decoded.image, IMAGE)
+
+
+@pytest.mark.parametrize("value_format", ["json", "binary"])
+def test_jpeg_decodes_close_to_the_original(value_format: str) -> None:
+    smooth = np.tile(np.linspace(0, 255, 28, dtype=np.uint8), (28, 1))
+    record = image_event_record(smooth, "cam-1", "e1", NOW, value_format, "jpeg")  # type: ignore[arg-type]
+    decoded = decode_record(record.value, record.headers, LIMITS)
+    assert np.abs(decoded.image.astype(int) - smooth).mean() < 3
+
+
+def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 0] = 255
+    record = image_event_record(rgb, "cam-1", "e1", NOW, "json", "png")
+    assert decode_record(record.value, [], LIMITS).image.shape == (8, 8, 3)
+    pixels = np.full((4, 4), 0.25, dtype=np.float32)
+    value = json_event(
+        encoding="raw",
+        data=base64.b64encode(pixels.tobytes()).decode(),
+        shape=[4, 4],
+        dtype="float32",
+    )
+    np.testing.assert_array_equal(decode_record(value, [], LIMITS).image, pixels)
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header claims a huge canvas."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+BAD_INPUTS = {
+    "not JSON": (b"{not json", [], MalformedEvent),
+    "JSON but not an object": (b"[1, 2]", [], MalformedEvent),
+    "unknown schema version": (
+        json.dumps({"schema_version": 9}).encode(),
+        [],
+        UnsupportedSchemaVersion,
+    ),
+    "missing key": (
+        json.dumps(
+            {
+                "schema_version": 1,
+                "source_id": "c",
+                "timestamp": NOW.isoformat(),
+                "image": {"encoding": "png", "data": ""},
+            }
+        ).encode(),
+        [],
+        MalformedEvent,
+    ),
+    "invalid base64": (json_event(encoding="png", data="%%%not-base64%%%"), [], UndecodableImage),
+    "empty image": (json_event(encoding="png", data=""), [], UndecodableImage),
+    "truncated PNG": (
+        json_event(encoding="png", data=base64.b64encode(encode_image(IMAGE, "png")[:60]).decode()),
+        [],
+        UndecodableImage,
+    ),
+    "decompression bomb": (
+        json_event(
+            encoding="png", data=base64.b64encode(_png_header_claiming(50_000, 50_000)).decode()
+        ),
+        [],
+        ImageTooLarge,
+    ),
+    "PNG bytes labelled jpeg": (
+        json_event(encoding="jpeg", data=base64.b64encode(encode_image(IMAGE, "png")).decode()),
+        [],
+        UndecodableImage,
+    ),
+    "raw with the wrong byte count": (
+        json_event(
+            encoding="raw", data=base64.b64encode(b"\0" * 10).decode(), shape=[4, 4], dtype="uint8"
+        ),
+        [],
+        UndecodableImage,
+    ),
+    "raw with an unknown dtype": (
+        json_event(
+            encoding="raw", data=base64.b64encode(b"\0" * 16).decode(), shape=[4, 4], dtype="int64"
+        ),
+        [],
+        MalformedEvent,
+    ),
+    "raw with too many pixels": (
+        json_event(encoding="raw", data="AA==", shape=[1000, 1000], dtype="uint8"),
+        [],
+        ImageTooLarge,
+    ),
+    "raw float32 with NaN": (
+        json_event(
+            encoding="raw",
+            data=base64.b64encode(np.full(16, np.nan, np.float32).tobytes()).decode(),
+            shape=[4, 4],
+            dtype="float32",
+        ),
+        [],
+        UndecodableImage,
+    ),
+    "raw float32 with infinity": (
+        json_event(
+            encoding="raw",
+            data=base64.b64encode(np.full(16, np.inf, np.float32).tobytes()).decode(),
+            shape=[4, 4],
+            dtype="float32",
+        ),
+        [],
+        UndecodableImage,
+    ),
+    "raw float32 outside [0, 1]": (
+        json_event(
+            encoding="raw",
+            data=base64.b64encode(np.full(16, 3.0, np.float32).tobytes()).decode(),
+            shape=[4, 4],
+            dtype="float32",
+        ),
+        [],
+        UndecodableImage,
+    ),
+    "oversized record": (b"x" * (LIMITS.max_record_bytes + 1), [], RecordTooLarge),
+    "tombstone": (None, [], MalformedEvent),
+    "binary with a missing header": (
+        encode_image(IMAGE, "png"),
+        [("schema_version", b"1"), ("source_id", b"c")],
+        MalformedEvent,
+    ),
+    "binary with an unknown version": (
+        encode_image(IMAGE, "png"),
+        [("schema_version", b"2")],
+        UnsupportedSchemaVersion,
+    ),
+    "binary with a non-UTF-8 header": (
+        encode_image(IMAGE, "png"),
+        [("schema_version", b"1"), ("event_id", b"\xff\xfe")],
+        MalformedEvent,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_rejected_with_its_reason(case: str) -> None:
+    value, headers, expected = BAD_INPUTS[case]
+    with pytest.raises(expected) as raised:
+        decode_record(value, headers, LIMITS)
+    assert str(raised.value), "the dead-letter record needs a message"
+    assert isinstance(raised.value, InvalidEvent)
+
+
+def test_png_over_the_pixel_limit_is_refused_from_its_header() -> None:
+    big = Image.new("L", (100, 100))
+    buffer = io.BytesIO()
+    big.save(buffer, format="PNG")
+    value = json_event(encoding="png", data=base64.b64encode(buffer.getvalue()).decode())
+    with pytest.raises(ImageTooLarge, match="100×100"):
+        decode_record(value, [], LIMITS)

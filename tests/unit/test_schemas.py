@@ -1,0 +1,125 @@
+"""The contract: committed JSON Schemas match the models, and a client using only them works."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import UTC, datetime
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from schemas import DriftAlert, ImageEvent, cloudevents_headers
+from schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
+from worker.alerts import alert_id, build_alert
+from worker.decoding import DecodingLimits, decode_record
+from worker.detectors.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+
+LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=1 << 20)
+
+
+def load_schema(name: str) -> dict:
+    return json.loads((SCHEMA_DIR / name).read_text())
+
+
+@pytest.mark.parametrize("file_name", sorted(SCHEMA_FILES))
+def test_committed_schema_files_equal_what_the_models_generate(file_name: str) -> None:
+    committed = (SCHEMA_DIR / file_name).read_text()
+    assert committed == generated_schemas()[file_name], "run `framedrift schema` and commit"
+
+
+def test_event_built_from_the_json_schema_alone_is_accepted_by_the_worker() -> None:
+    """A client that never saw our Python code: a dict, the schema file, base64 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 200, dtype=np.uint8)).save(buffer, format="PNG")
+    document = {
+        "schema_version": 1,
+        "event_id": "evt-1",
+        "source_id": "dock-camera-7",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "image": {"encoding": "png", "data": base64.b64encode(buffer.getvalue()).decode()},
+    }
+    jsonschema.validate(document, load_schema("image-event.schema.json"))
+    decoded = decode_record(json.dumps(document).encode(), [], LIMITS)
+    assert decoded.source_id == "dock-camera-7"
+    assert decoded.image.shape == (28, 28)
+
+
+def test_alert_from_the_worker_validates_against_the_committed_alert_schema() -> None:
+    reference = np.linspace(0.2, 0.4, 100)
+    config = MonitorConfig(10, 5, 1e-3, 20.0, 0.002, reference, 0.39)
+    state = SourceState.fresh(config)
+    for offset in range(12):
+        state.stats.update(0.5)
+        state.window.append(0.5, f"e{offset}", 2, offset, 1.7e9 + offset)
+    trigger = EventRef("e11", 2, 11, 1.7e9 + 11)
+    alert = build_alert("cam-1", DetectorFiring("ks", 0.9, 0.5, trigger), state, config, "ae-x")
+    jsonschema.validate(json.loads(alert.model_dump_json()), load_schema("drift-alert.schema.json"))
+    assert alert.window_first_event.offset == 2
+    assert alert.window_last_event.offset == 11
+    assert alert.relative_increase == pytest.approx((0.5 - 0.3) / 0.3)
+
+
+def test_alert_ids_are_deterministic_and_distinguish_detector_and_event() -> None:
+    first = alert_id("cam-1", "ks", 0, 42)
+    assert first == alert_id("cam-1", "ks", 0, 42)
+    assert (
+        len(
+            {
+                first,
+                alert_id("cam-1", "adwin", 0, 42),
+                alert_id("cam-1", "ks", 0, 43),
+                alert_id("cam-2", "ks", 0, 42),
+                alert_id("cam-1", "ks", 1, 42),
+            }
+        )
+        == 5
+    )
+
+
+def test_cloudevents_headers_carry_the_required_attributes() -> None:
+    alert = DriftAlert.model_validate_json(_example_alert_json())
+    headers = dict(cloudevents_headers(alert, "urn:framedrift:g"))
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"] == alert.alert_id.encode()
+    assert headers["content-type"] == b"application/json"
+    assert {"ce_type", "ce_source", "ce_time"} <= headers.keys()
+
+
+def _example_alert_json() -> str:
+    ref = {"event_id": "e", "timestamp": "2026-01-01T00:00:00Z", "partition": 0, "offset": 1}
+    stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "alert_id": "a",
+            "source_id": "s",
+            "detector": "ks",
+            "statistic": 0.5,
+            "threshold": 0.2,
+            "reference": stats,
+            "current": stats,
+            "relative_increase": 0.0,
+            "window_first_event": ref,
+            "window_last_event": ref,
+            "events_seen": 10,
+            "model_version": "m",
+            "detected_at": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+def test_raw_image_without_shape_or_dtype_is_rejected_by_the_model() -> None:
+    with pytest.raises(ValidationError, match="shape"):
+        ImageEvent.model_validate(
+            {
+                "event_id": "e",
+                "source_id": "s",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "image": {"encoding": "raw", "data": ""},
+            }
+        )
