@@ -50,6 +50,10 @@ class ImageTooLarge(InvalidEvent):
     """More pixels than allowed: protects the worker from decompression bombs."""
 
 
+class SourceKeyMismatch(InvalidEvent):
+    """The Kafka key is not the event's source id, so the source could straddle partitions."""
+
+
 @dataclass(frozen=True)
 class DecodingLimits:
     max_record_bytes: int
@@ -71,6 +75,25 @@ def _validation_message(error: ValidationError) -> str:
 
 
 def decode_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None,
+    limits: DecodingLimits,
+) -> DecodedEvent:
+    """A record of the input topic -> its event, or an InvalidEvent saying why not.
+
+    A missing key is accepted; a key that is not the source id is not.
+    """
+    event = _decode_value(value, headers, limits)
+    if key is not None and key != event.source_id.encode():
+        raise SourceKeyMismatch(
+            f"Kafka key {key[:64]!r} is not the source id {event.source_id!r}; "
+            "key events by source so each source stays on one partition"
+        )
+    return event
+
+
+def _decode_value(
     value: bytes | None, headers: list[tuple[str, bytes]] | None, limits: DecodingLimits
 ) -> DecodedEvent:
     if value is None:

@@ -70,11 +70,7 @@ class BatchProcessor:
                 outcome.skipped_replays += 1
                 continue
             try:
-                event = decode_record(record.value, record.headers, self.limits)
-                if record.key is not None and record.key != event.source_id.encode():
-                    raise InvalidEvent(
-                        "Kafka key must be the source id, so that a source stays on one partition"
-                    )
+                event = decode_record(record.key, record.value, record.headers, self.limits)
             except InvalidEvent as error:
                 outcome.dead_letters.append(DeadLetter(record, error))
                 continue

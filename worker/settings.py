@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Detectors (see worker/detectors/)
     window_size: int = Field(200, ge=10, description="W: events in the KS and mean windows.")
     ks_stride: int = Field(50, ge=1, description="Run the KS test every this many events.")
-    ks_alpha: float = Field(1e-4, gt=0, lt=1, description="KS p-value below which it fires.")
+    ks_alpha: float = Field(1e-4, gt=0, lt=1, description="Significance level of each KS test.")
     threshold_pct: float = Field(
         20.0, gt=0, description="Seed 000's rule: window mean above baseline mean by this %."
     )

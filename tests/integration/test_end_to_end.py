@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from producers.events import image_event_record
 from producers.stream import StreamPlan, sequence_of
 from schemas.alerts import DriftAlert
 from tests.integration.conftest import Stack
@@ -72,17 +74,20 @@ def test_bad_records_go_to_the_dead_letter_topic_and_valid_ones_still_count(
             ],
         ),
     ]
+    valid = image_event_record(stream_images.images[0], "camera-000", "x1", datetime.now(UTC))
+    bad.append((b"camera-001", valid.value, valid.headers))  # keyed by another source
     stack.produce_raw(bad)
     sent = stack.produce(StreamPlan(sources=2, events_per_source=150, seed=3), stream_images)
     stack.produce_raw(bad[:1])
     stack.start_worker()
-    stack.wait_until_committed(sum(sent.values()) + 4)
+    stack.wait_until_committed(sum(sent.values()) + len(bad) + 1)
 
-    dead = stack.read_topic(stack.dead_letter_topic, expected=4)
+    dead = stack.read_topic(stack.dead_letter_topic, expected=len(bad) + 1)
     reasons = sorted(dict(r.headers)["dlq_error_class"].decode() for r in dead)
     assert reasons == [
         "MalformedEvent",
         "MalformedEvent",
+        "SourceKeyMismatch",
         "UndecodableImage",
         "UnsupportedSchemaVersion",
     ]

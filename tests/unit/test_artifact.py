@@ -54,6 +54,7 @@ def test_training_lowers_the_error_below_an_untrained_model(
     assert trained < 0.7 * untrained
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_pickled_object_in_place_of_an_artifact_is_refused(tmp_path: Path) -> None:
     class Payload:
         def __reduce__(self):  # would run on a plain pickle load

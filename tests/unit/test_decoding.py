@@ -20,6 +20,7 @@ from worker.decoding import (
     InvalidEvent,
     MalformedEvent,
     RecordTooLarge,
+    SourceKeyMismatch,
     UndecodableImage,
     UnsupportedSchemaVersion,
     decode_record,
@@ -46,7 +47,7 @@ def json_event(**image_fields: object) -> bytes:
 @pytest.mark.parametrize("encoding", ["png", "raw"])
 def test_lossless_formats_round_trip_the_exact_pixels(value_format: str, encoding: str) -> None:
     record = image_event_record(IMAGE, "cam-1", "e1", NOW, value_format, encoding)  # type: ignore[arg-type]
-    decoded = decode_record(record.value, record.headers, LIMITS)
+    decoded = decode_record(record.key, record.value, record.headers, LIMITS)
     assert (decoded.source_id, decoded.event_id, decoded.timestamp) == ("cam-1", "e1", NOW)
     np.testing.assert_array_equal(decoded.image, IMAGE)
 
@@ -55,7 +56,7 @@ def test_lossless_formats_round_trip_the_exact_pixels(value_format: str, encodin
 def test_jpeg_decodes_close_to_the_original(value_format: str) -> None:
     smooth = np.tile(np.linspace(0, 255, 28, dtype=np.uint8), (28, 1))
     record = image_event_record(smooth, "cam-1", "e1", NOW, value_format, "jpeg")  # type: ignore[arg-type]
-    decoded = decode_record(record.value, record.headers, LIMITS)
+    decoded = decode_record(record.key, record.value, record.headers, LIMITS)
     assert np.abs(decoded.image.astype(int) - smooth).mean() < 3
 
 
@@ -63,7 +64,7 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     rgb[..., 0] = 255
     record = image_event_record(rgb, "cam-1", "e1", NOW, "json", "png")
-    assert decode_record(record.value, [], LIMITS).image.shape == (8, 8, 3)
+    assert decode_record(None, record.value, [], LIMITS).image.shape == (8, 8, 3)
     pixels = np.full((4, 4), 0.25, dtype=np.float32)
     value = json_event(
         encoding="raw",
@@ -71,7 +72,7 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
         shape=[4, 4],
         dtype="float32",
     )
-    np.testing.assert_array_equal(decode_record(value, [], LIMITS).image, pixels)
+    np.testing.assert_array_equal(decode_record(None, value, [], LIMITS).image, pixels)
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:
@@ -203,7 +204,7 @@ BAD_INPUTS = {
 def test_bad_input_is_rejected_with_its_reason(case: str) -> None:
     value, headers, expected = BAD_INPUTS[case]
     with pytest.raises(expected) as raised:
-        decode_record(value, headers, LIMITS)
+        decode_record(None, value, headers, LIMITS)
     assert str(raised.value), "the dead-letter record needs a message"
     assert isinstance(raised.value, InvalidEvent)
 
@@ -214,4 +215,10 @@ def test_png_over_the_pixel_limit_is_refused_from_its_header() -> None:
     big.save(buffer, format="PNG")
     value = json_event(encoding="png", data=base64.b64encode(buffer.getvalue()).decode())
     with pytest.raises(ImageTooLarge, match="100×100"):
-        decode_record(value, [], LIMITS)
+        decode_record(None, value, [], LIMITS)
+
+
+def test_record_keyed_by_another_source_is_refused() -> None:
+    record = image_event_record(IMAGE, "cam-1", "e1", NOW, "json", "png")
+    with pytest.raises(SourceKeyMismatch, match="cam-1"):
+        decode_record(b"cam-2", record.value, record.headers, LIMITS)

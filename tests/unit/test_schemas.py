@@ -44,7 +44,7 @@ def test_event_built_from_the_json_schema_alone_is_accepted_by_the_worker() -> N
         "image": {"encoding": "png", "data": base64.b64encode(buffer.getvalue()).decode()},
     }
     jsonschema.validate(document, load_schema("image-event.schema.json"))
-    decoded = decode_record(json.dumps(document).encode(), [], LIMITS)
+    decoded = decode_record(b"dock-camera-7", json.dumps(document).encode(), [], LIMITS)
     assert decoded.source_id == "dock-camera-7"
     assert decoded.image.shape == (28, 28)
 
