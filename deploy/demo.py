@@ -25,7 +25,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from deploy.local_servers import LocalServers
-from producers.datasets import SAMPLE_DATA_DIR, load_images
+from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
 from producers.stream import StreamPlan, produce_stream, sequence_of, source_ids
 from schemas.alerts import DriftAlert
 from worker.artifact import ModelArtifact
@@ -172,8 +172,8 @@ def _print_peak_throughput() -> None:
 def _stream_and_watch(
     servers: LocalServers,
     topics: dict[str, str],
-    clean,
-    novel,  # type: ignore[no-untyped-def]
+    clean: LabelledImages,
+    novel: LabelledImages,
     total_events: int,
 ) -> list[DriftAlert]:
     drifted = ", ".join(f"{source} ({scenario})" for source, scenario in PLAN.drift.items())

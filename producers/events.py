@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
+from schemas.headers import as_kafka_headers
 
 ValueFormat = Literal["json", "binary"]
 Encoding = Literal["png", "jpeg", "raw"]
@@ -57,11 +58,7 @@ def image_event_record(
             shape=",".join(map(str, raw_shape)) if raw_shape else None,
             dtype=raw_dtype,
         )
-        header_list = [
-            (name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
-            for name, value in headers.model_dump(exclude_none=True).items()
-        ]
-        return KafkaRecord(source_id.encode(), data, header_list)
+        return KafkaRecord(source_id.encode(), data, as_kafka_headers(headers))
     event = ImageEvent(
         event_id=event_id,
         source_id=source_id,

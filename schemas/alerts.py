@@ -51,8 +51,16 @@ class DriftAlert(BaseModel):
     )
     source_id: str
     detector: DetectorName
-    statistic: float = Field(description="The detector's test statistic when it fired.")
-    threshold: float = Field(description="The value the statistic had to cross.")
+    statistic: float = Field(
+        description="What the detector measured when it fired. ks: the KS distance; "
+        "relative_increase: the window mean's increase over the baseline mean, in percent; "
+        "adwin: the mean error of ADWIN's window after it dropped the older part."
+    )
+    threshold: float = Field(
+        description="What the statistic is compared with. ks: the critical distance at the "
+        "configured alpha; relative_increase: threshold_pct; adwin: the mean error just "
+        "before the change (ADWIN's bound depends on its window, so the old level is given)."
+    )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")
     current: WindowStatistics = Field(description="The source's recent errors.")
     relative_increase: float = Field(

@@ -26,9 +26,3 @@ class DeadLetterHeaders(BaseModel):
     dlq_source_partition: int = Field(ge=0)
     dlq_source_offset: int = Field(ge=0)
     dlq_failed_at: datetime
-
-    def as_kafka_headers(self) -> list[tuple[str, bytes]]:
-        return [
-            (name, str(value.isoformat() if isinstance(value, datetime) else value).encode())
-            for name, value in self.model_dump().items()
-        ]

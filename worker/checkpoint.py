@@ -19,6 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from schemas.alerts import cloudevents_headers
 from schemas.dead_letters import DeadLetterHeaders
+from schemas.headers import as_kafka_headers
 from worker.pipeline import BatchOutcome
 from worker.settings import Settings
 from worker.state_store import PartitionClaim, RedisStateStore
@@ -112,14 +113,16 @@ class Checkpointer:
         failed_at = datetime.now(UTC)
         for dead in outcome.dead_letters:
             record = dead.record
-            headers = DeadLetterHeaders(
-                dlq_error_class=type(dead.error).__name__,
-                dlq_error_message=str(dead.error)[:1024],
-                dlq_source_topic=record.topic,
-                dlq_source_partition=record.partition,
-                dlq_source_offset=record.offset,
-                dlq_failed_at=failed_at,
-            ).as_kafka_headers()
+            headers = as_kafka_headers(
+                DeadLetterHeaders(
+                    dlq_error_class=type(dead.error).__name__,
+                    dlq_error_message=str(dead.error)[:1024],
+                    dlq_source_topic=record.topic,
+                    dlq_source_partition=record.partition,
+                    dlq_source_offset=record.offset,
+                    dlq_failed_at=failed_at,
+                )
+            )
             futures.append(
                 self.producer.send(
                     self.settings.dead_letter_topic,

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from worker.artifact import ArtifactError
 from worker.settings import SettingsError, settings_from_env
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except SettingsError as error:
+    except (SettingsError, ArtifactError) as error:
         print(f"framedrift: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,11 +37,11 @@ class MonitorConfig:
     reference_errors: np.ndarray
     outlier_threshold: float
 
-    @property
+    @cached_property  # read for every event
     def baseline_mean(self) -> float:
         return float(self.reference_errors.mean())
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Identifies the parameters a stored state was built with."""
         parameters = (
@@ -72,9 +73,6 @@ class SourceState:
     ks: KSWindowTest
     relative_increase: RelativeIncreaseRule
     outliers: int = 0
-    alerts: int = 0
-    first_seen: EventRef | None = None
-    last_seen: EventRef | None = None
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
@@ -100,9 +98,6 @@ class SourceMonitor:
         state.stats.update(error)
         state.outliers += error > config.outlier_threshold
         state.window.append(error, event.event_id, event.partition, event.offset, event.timestamp)
-        if state.first_seen is None:
-            state.first_seen = event
-        state.last_seen = event
 
         firings = []
         if state.adwin.update(error).drift_detected:
@@ -123,5 +118,4 @@ class SourceMonitor:
                     event,
                 )
             )
-        state.alerts += len(firings)
         return firings
