@@ -72,3 +72,14 @@ def test_a_pickled_object_in_place_of_an_artifact_is_refused(tmp_path: Path) -> 
 def test_missing_artifact_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="framedrift train"):
         ModelArtifact.load(tmp_path / "nope.pt")
+
+
+def test_input_size_and_channels_are_configurable() -> None:
+    from worker.model import AutoencoderConfig, ConvAutoencoder
+
+    model = ConvAutoencoder(AutoencoderConfig(height=32, width=48, channels=3, filters=8))
+    reconstruction, latent = model(torch.rand(2, 3, 32, 48))
+    assert reconstruction.shape == (2, 3, 32, 48)
+    assert latent.shape == (2, 8, 8, 12)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        AutoencoderConfig(height=30)

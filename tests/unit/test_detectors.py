@@ -88,7 +88,7 @@ def test_windowed_detectors_alert_once_per_episode_and_re_arm(rng: np.random.Gen
     clean = rng.choice(REFERENCE, 100)
     for _ in range(10):
         test.update(clean, REFERENCE)
-    assert not test.in_drift
+    assert not test.episode.in_drift
     assert sum(test.update(shifted, REFERENCE).drift_detected for _ in range(10)) == 1
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
+
+from worker.detectors.episode import EpisodeLatch
 
 
 def ks_critical_value(window_size: int, reference_size: int, alpha: float) -> float:
@@ -39,16 +41,15 @@ class KSWindowTest:
     stride: int
     alpha: float
     events_since_test: int = 0
-    in_drift: bool = False
     statistic: float = 0.0
     threshold: float = 0.0
-    _fired: bool = False
+    episode: EpisodeLatch = field(default_factory=EpisodeLatch)
 
     def update(
         self, window_errors: np.ndarray | None, reference_errors: np.ndarray
     ) -> KSWindowTest:
         """Count one event; test when the stride is due and the window (if given) is full."""
-        self._fired = False
+        self.episode.quiet()
         self.events_since_test += 1
         if window_errors is None or self.events_since_test < self.stride:
             return self
@@ -57,11 +58,9 @@ class KSWindowTest:
             stats.ks_2samp(window_errors, reference_errors, method="asymp").statistic
         )
         self.threshold = ks_critical_value(len(window_errors), len(reference_errors), self.alpha)
-        drifting = self.statistic > self.threshold
-        self._fired = drifting and not self.in_drift
-        self.in_drift = drifting
+        self.episode.observe(self.statistic > self.threshold)
         return self
 
     @property
     def drift_detected(self) -> bool:
-        return self._fired
+        return self.episode.fired

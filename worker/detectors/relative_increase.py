@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from worker.detectors.episode import EpisodeLatch
 
 
 @dataclass
@@ -22,21 +24,18 @@ class RelativeIncreaseRule:
     """
 
     threshold_pct: float
-    in_drift: bool = False
     statistic: float = 0.0  # the window's increase over the baseline, in percent
-    _fired: bool = False
+    episode: EpisodeLatch = field(default_factory=EpisodeLatch)
 
     def update(self, window_mean: float | None, baseline_mean: float) -> RelativeIncreaseRule:
         """Evaluate the rule on a full window's mean; None (window not yet full) is a no-op."""
-        self._fired = False
         if window_mean is None:
+            self.episode.quiet()
             return self
         self.statistic = 100.0 * (window_mean - baseline_mean) / baseline_mean
-        drifting = self.statistic > self.threshold_pct
-        self._fired = drifting and not self.in_drift
-        self.in_drift = drifting
+        self.episode.observe(self.statistic > self.threshold_pct)
         return self
 
     @property
     def drift_detected(self) -> bool:
-        return self._fired
+        return self.episode.fired
