@@ -97,6 +97,7 @@ def end_to_end(model_path: Path, events: int, batch_size: int, clean) -> dict[st
             "FRAMEDRIFT_STATE_HMAC_KEY": secrets.token_hex(16),
             "FRAMEDRIFT_BATCH_SIZE": str(batch_size),
             "FRAMEDRIFT_LOG_FORMAT": "json",
+            "FRAMEDRIFT_HEALTH_PORT": "0",
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker"],

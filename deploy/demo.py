@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from deploy.local_servers import LocalServers
+from deploy.local_servers import LocalServers, free_port
 from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
 from producers.stream import StreamPlan, produce_stream, sequence_of, source_ids
 from schemas.alerts import DriftAlert
@@ -105,6 +105,7 @@ def run_demo(retrain: bool = False) -> int:
     total_events = PLAN.sources * PLAN.events_per_source
 
     hmac_key = secrets.token_hex(32)  # a fresh key each run: demo state is throwaway
+    health_port = free_port()
     with LocalServers.start() as servers:
         topics = {"input": "image-events", "alerts": "drift-alerts", "dead": "image-events-dlq"}
         servers.create_topics(
@@ -123,10 +124,11 @@ def run_demo(retrain: bool = False) -> int:
             "FRAMEDRIFT_STATE_PREFIX": DEMO_STATE_PREFIX,
             "FRAMEDRIFT_LOG_FORMAT": "json",
             "FRAMEDRIFT_STATS_INTERVAL_S": "2",
+            "FRAMEDRIFT_HEALTH_PORT": str(health_port),
         }
         print(
             f"Broker {servers.bootstrap_servers}, Redis {servers.redis_url}; "
-            f"worker log: {WORKER_LOG}"
+            f"worker log: {WORKER_LOG}; metrics: http://127.0.0.1:{health_port}/metrics"
         )
         WORKER_LOG.parent.mkdir(parents=True, exist_ok=True)
         with WORKER_LOG.open("wb") as worker_log:

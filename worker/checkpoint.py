@@ -7,7 +7,6 @@ offset applied to it; together the effect on detector state is exactly once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,14 +19,13 @@ from kafka.structs import OffsetAndMetadata
 from schemas.alerts import cloudevents_headers
 from schemas.dead_letters import DeadLetterHeaders
 from schemas.headers import as_kafka_headers
+from worker import metrics
+from worker.backoff import Backoff
 from worker.pipeline import BatchOutcome
 from worker.settings import Settings
 from worker.state_store import PartitionClaim, RedisStateStore
 
 log = structlog.get_logger(__name__)
-
-_REDIS_RETRY_FIRST_S = 0.1
-_REDIS_RETRY_MAX_S = 5.0
 
 
 class CheckpointError(RuntimeError):
@@ -144,7 +142,7 @@ class Checkpointer:
         self, topic: str, applied: dict[int, tuple[int, int]], outcome: BatchOutcome
     ) -> None:
         """Step 2, retried with capped exponential backoff while Redis is unreachable."""
-        delay = _REDIS_RETRY_FIRST_S
+        backoff = Backoff(self.settings.retry_backoff_max_s)
         while True:
             try:
                 self.store.save(topic, applied, outcome.states)
@@ -152,8 +150,11 @@ class Checkpointer:
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 if self.should_stop():
                     raise CheckpointError(f"Redis unavailable at shutdown: {error}") from error
+                metrics.REDIS_ERRORS.labels("checkpoint").inc()
                 log.warning(
-                    "redis_unavailable", step="checkpoint", retry_in_s=delay, error=str(error)
+                    "redis_unavailable",
+                    step="checkpoint",
+                    error=str(error),
+                    retry_in_s=backoff.next_s,
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, _REDIS_RETRY_MAX_S)
+                backoff.wait()

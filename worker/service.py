@@ -2,6 +2,8 @@
 
 poll a batch -> `BatchProcessor.process` -> `Checkpointer.checkpoint`, repeated until
 SIGTERM or SIGINT, which finish the current batch, checkpoint it and leave the group.
+Kafka or Redis being away is waited out with capped backoff, never a crash: nothing is
+committed that was not checkpointed, so the batch is simply read again.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from dataclasses import dataclass, field
 import redis
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 
+from worker import metrics
 from worker.artifact import ModelArtifact
+from worker.backoff import Backoff
 from worker.checkpoint import Checkpointer, CheckpointError, OffsetCommitFailed
 from worker.decoding import DecodingLimits
 from worker.detectors.monitor import MonitorConfig
+from worker.health import Readiness, serve_health
 from worker.pipeline import BatchOutcome, BatchProcessor
 from worker.scoring import Scorer
-from worker.settings import Settings
+from worker.settings import Settings, SettingsError
 from worker.state_codec import StateCodec
 from worker.state_store import PartitionClaim, PartitionFenced, RedisStateStore
 
 log = structlog.get_logger(__name__)
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 @dataclass
@@ -53,10 +62,17 @@ class _Rebalance(ConsumerRebalanceListener):
         # Every batch is checkpointed before the next poll, so nothing is pending here.
         for tp in revoked:
             self.worker.claims.pop(tp.partition, None)
+        self.worker.readiness.set_partitions(len(self.worker.claims))
+        metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.worker.claim(assigned)
+        try:
+            self.worker.claim(assigned)
+        except REDIS_DOWN as error:
+            # The loop claims them before their first batch (see DriftWorker._handle).
+            metrics.REDIS_ERRORS.labels("claim").inc()
+            log.warning("redis_unavailable", step="claim_on_assignment", error=str(error))
 
 
 class DriftWorker:
@@ -73,7 +89,7 @@ class DriftWorker:
             reference_errors=self.artifact.baseline.reference_errors,
             outlier_threshold=self.artifact.baseline.quantile(settings.outlier_quantile),
         )
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = redis.Redis.from_url(settings.redis_url, **settings.redis_client_options())
         self.store = RedisStateStore(
             self.redis,
             StateCodec(hmac_key),
@@ -89,6 +105,10 @@ class DriftWorker:
         )
         # partition -> this worker's claim on it (generation, last applied offset)
         self.claims: dict[int, PartitionClaim] = {}
+        self.readiness = Readiness(
+            poll_stale_after_s=max(10.0, 3 * settings.poll_timeout_ms / 1000)
+        )
+        self.backoff = Backoff(settings.retry_backoff_max_s)
         self._stopping = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -105,6 +125,9 @@ class DriftWorker:
             if claim.applied_offset is not None and self.consumer is not None:
                 # Redis is ahead of Kafka's commit after a crash between steps 2 and 3.
                 self.consumer.seek(TopicPartition(topic, partition), claim.applied_offset + 1)
+        self.readiness.set_redis(True)
+        self.readiness.set_partitions(len(self.claims))
+        metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
         log.info(
             "partitions_assigned",
             partitions=partitions,
@@ -112,32 +135,61 @@ class DriftWorker:
         )
 
     def _connect(self) -> None:
+        """Create the Kafka clients, waiting for the brokers as long as it takes."""
         settings = self.settings
-        common = {"bootstrap_servers": settings.bootstrap_servers.split(",")}
-        self.producer = KafkaProducer(
-            **common,
-            acks="all",
-            linger_ms=5,
-            max_request_size=2 * settings.max_record_bytes + (1 << 20),
-        )
-        self.consumer = KafkaConsumer(
-            **common,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_size,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes + 1024),
-        )
-        self.consumer.subscribe([settings.input_topic], listener=_Rebalance(self))
+        while not self._stopping:
+            try:
+                self.producer = KafkaProducer(
+                    **settings.kafka_client_options(),
+                    acks="all",
+                    linger_ms=5,
+                    max_request_size=2 * settings.max_record_bytes + (1 << 20),
+                )
+                self.consumer = KafkaConsumer(
+                    **settings.kafka_client_options(),
+                    group_id=settings.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=settings.batch_size,
+                    session_timeout_ms=settings.session_timeout_ms,
+                    heartbeat_interval_ms=max(500, settings.session_timeout_ms // 3),
+                    max_poll_interval_ms=settings.max_poll_interval_ms,
+                    max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes + 1024),
+                )
+            except KafkaError as error:  # kafka-python 3 raises KafkaTimeoutError for no broker
+                if self.producer is not None:
+                    self.producer.close(timeout=0)
+                    self.producer = None
+                metrics.KAFKA_ERRORS.labels("connect").inc()
+                log.warning(
+                    "broker_unavailable",
+                    bootstrap_servers=settings.bootstrap_servers,
+                    error=f"{type(error).__name__}: {error}",
+                    retry_in_s=self.backoff.next_s,
+                )
+                self.backoff.wait()
+                continue
+            self.backoff.reset()
+            self.consumer.subscribe([settings.input_topic], listener=_Rebalance(self))
+            return
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        health = None
+        if self.settings.health_port:
+            address = f"{self.settings.health_host}:{self.settings.health_port}"
+            try:
+                health = serve_health(
+                    self.settings.health_host, self.settings.health_port, self.readiness
+                )
+            except OSError as error:
+                raise SettingsError(
+                    f"FRAMEDRIFT_HEALTH_PORT: cannot listen on {address}: {error}"
+                ) from None
         self._connect()
-        assert self.consumer is not None and self.producer is not None
+        if self.consumer is None or self.producer is None:
+            return  # stopped while waiting for the brokers
         checkpointer = Checkpointer(
             self.settings,
             self.producer,
@@ -157,6 +209,7 @@ class DriftWorker:
                 polled = self.consumer.poll(
                     timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
                 )
+                self.readiness.polled()
                 records = [record for batch in polled.values() for record in batch]
                 if records:
                     self._handle(records, checkpointer, window)
@@ -167,16 +220,68 @@ class DriftWorker:
             log.info("worker_stopping")
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=10)
+            if health is not None:
+                health.shutdown()
 
-    def _handle(self, records: list, checkpointer: Checkpointer, window: Throughput) -> None:
-        unclaimed = {record.partition for record in records} - self.claims.keys()
-        if unclaimed:  # the assignment callback could not reach Redis
-            self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
-            self._rewind(records)  # claiming may have moved the position past applied offsets
+    def _handle(
+        self, records: list[ConsumerRecord], checkpointer: Checkpointer, window: Throughput
+    ) -> None:
+        try:
+            unclaimed = {record.partition for record in records} - self.claims.keys()
+            if unclaimed:  # the assignment callback could not reach Redis
+                self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
+                self._rewind(records)  # claiming may have moved the position past applied offsets
+                return
+            applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
+            with metrics.BATCH_SECONDS.time():
+                outcome = self.processor.process(records, applied)
+        except REDIS_DOWN as error:
+            self._redis_down("load_state", error, records)
             return
-        applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
-        outcome = self.processor.process(records, applied)
+        self.readiness.set_redis(True)
+        self._count(outcome, len(records))
+        try:
+            with metrics.CHECKPOINT_SECONDS.time():
+                checkpointer.checkpoint(outcome, self.claims)
+        except PartitionFenced as error:
+            # Another worker owns it now. Rewind so that, if the group hands it back, the
+            # batch is read again rather than silently skipped.
+            metrics.FENCED_WRITES.inc()
+            log.warning("partition_fenced", partition=error.partition, reason=str(error))
+            self._rewind(records)
+            return
+        except OffsetCommitFailed as error:
+            metrics.KAFKA_ERRORS.labels("commit").inc()
+            log.warning("offset_commit_failed", reason=str(error))
+        except CheckpointError as error:
+            # Nothing was committed: read the batch again on the next poll.
+            log.error("checkpoint_failed", error_class=type(error).__name__, reason=str(error))
+            self._rewind(records)
+            return
+        self.backoff.reset()
+        for partition, offset in outcome.last_offsets.items():
+            claim = self.claims.get(partition)
+            if claim is not None:
+                self.claims[partition] = PartitionClaim(claim.generation, offset)
+        window.add(outcome, len(records))
+
+    def _redis_down(self, operation: str, error: Exception, records: list[ConsumerRecord]) -> None:
+        """Redis is away: read this batch again after a pause; Kafka keeps our membership."""
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        self.readiness.set_redis(False)
+        log.warning(
+            "redis_unavailable", step=operation, error=str(error), retry_in_s=self.backoff.next_s
+        )
+        self._rewind(records)
+        self.backoff.wait()
+
+    def _count(self, outcome: BatchOutcome, batch_size: int) -> None:
+        metrics.EVENTS_IN.inc(batch_size)
+        metrics.EVENTS_SCORED.inc(outcome.scored)
+        metrics.REPLAYS_SKIPPED.inc(outcome.skipped_replays)
+        metrics.STATE_VERIFICATION_FAILURES.inc(outcome.rejected_states)
         for alert in outcome.alerts:
+            metrics.ALERTS.labels(alert.detector).inc()
             log.info(
                 "drift_alert",
                 alert_id=alert.alert_id,
@@ -188,6 +293,7 @@ class DriftWorker:
                 trigger_offset=alert.window_last_event.offset,
             )
         for dead in outcome.dead_letters:
+            metrics.DEAD_LETTERS.labels(type(dead.error).__name__).inc()
             log.warning(
                 "dead_letter",
                 reason=type(dead.error).__name__,
@@ -195,28 +301,8 @@ class DriftWorker:
                 partition=dead.record.partition,
                 offset=dead.record.offset,
             )
-        try:
-            checkpointer.checkpoint(outcome, self.claims)
-        except PartitionFenced as error:
-            # Another worker owns it now. Rewind so that, if the group hands it back, the
-            # batch is read again rather than silently skipped.
-            log.warning("partition_fenced", partition=error.partition, reason=str(error))
-            self._rewind(records)
-            return
-        except OffsetCommitFailed as error:
-            log.warning("offset_commit_failed", reason=str(error))
-        except CheckpointError as error:
-            # Nothing was committed: read the batch again on the next poll.
-            log.error("checkpoint_failed", error_class=type(error).__name__, reason=str(error))
-            self._rewind(records)
-            return
-        for partition, offset in outcome.last_offsets.items():
-            claim = self.claims.get(partition)
-            if claim is not None:
-                self.claims[partition] = PartitionClaim(claim.generation, offset)
-        window.add(outcome, len(records))
 
-    def _rewind(self, records: list) -> None:
+    def _rewind(self, records: list[ConsumerRecord]) -> None:
         assert self.consumer is not None
         first: dict[int, int] = {}
         for record in records:
@@ -229,13 +315,14 @@ class DriftWorker:
     def _log_throughput(self, window: Throughput) -> None:
         assert self.consumer is not None
         elapsed = max(time.monotonic() - window.started, 1e-9)
-        lag = 0
-        known = False
+        lag, known = 0, False
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 known = True
                 lag += max(0, highwater - self.consumer.position(tp))
+        if known:
+            metrics.LAG.set(lag)
         log.info(
             "throughput",
             events_per_s=round(window.events / elapsed, 1),

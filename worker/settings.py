@@ -36,12 +36,23 @@ class Settings(BaseSettings):
     # Tansu group in ~3 s; at kafka-python's 10 s default the join takes ~23 s there.
     session_timeout_ms: int = Field(6000, ge=1000, le=300_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle for the brokers' certificates.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(None, description="Client key (mutual TLS).")
 
     # Redis
     redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
     state_prefix: str = Field("framedrift", min_length=1, pattern=r"^[^\s:]+$")
     state_hmac_key: SecretStr | None = Field(
         None, description="Signs detector state in Redis; at least 16 characters."
+    )
+    redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for rediss:// URLs.")
+    retry_backoff_max_s: float = Field(
+        5.0, gt=0, le=300, description="Longest wait between retries while Kafka or Redis is down."
     )
 
     # Model and scoring
@@ -67,6 +78,10 @@ class Settings(BaseSettings):
     # Input limits
     max_record_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64)
+
+    # Health and metrics (HTTP: /healthz, /readyz, /metrics); port 0 turns it off
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(8080, ge=0, le=65535)
 
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -95,6 +110,45 @@ class Settings(BaseSettings):
         if len(set(topics)) != len(topics):
             raise ValueError("input_topic, alerts_topic and dead_letter_topic must differ")
         return self
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{self.security_protocol} needs {', '.join(missing)}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "redis_ssl_ca_certs"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: no file at {path}")
+        return self
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection and security options shared by every Kafka client the worker makes."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            assert self.sasl_password is not None  # checked by _sasl_complete
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name) is not None:
+                options[name] = str(getattr(self, name))
+        return options
+
+    def redis_client_options(self) -> dict[str, object]:
+        """Keyword arguments for `redis.Redis.from_url` beside the URL (AUTH travels in it)."""
+        options: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        if self.redis_ssl_ca_certs is not None:
+            options["ssl_ca_certs"] = str(self.redis_ssl_ca_certs)
+        return options
 
     def hmac_key(self) -> bytes:
         """The state signing key; the worker cannot start without it."""

@@ -97,6 +97,7 @@ class Stack:
             "FRAMEDRIFT_LOG_FORMAT": "json",
             "FRAMEDRIFT_STATS_INTERVAL_S": "1",
             "FRAMEDRIFT_TORCH_THREADS": "1",
+            "FRAMEDRIFT_HEALTH_PORT": "0",
             **overrides,
         }
 

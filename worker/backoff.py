@@ -1,0 +1,31 @@
+"""Capped exponential waits while Kafka or Redis is away."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Backoff:
+    """Each wait doubles the next one, up to `maximum_s`; the first success resets it.
+
+    >>> backoff = Backoff(maximum_s=0.4, first_s=0.1, sleep=lambda seconds: None)
+    >>> [backoff.wait() for _ in range(4)]
+    [0.1, 0.2, 0.4, 0.4]
+    """
+
+    def __init__(
+        self, maximum_s: float, first_s: float = 0.1, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.first_s, self.maximum_s = first_s, maximum_s
+        self.next_s = first_s
+        self._sleep = sleep
+
+    def wait(self) -> float:
+        waited = self.next_s
+        self._sleep(waited)
+        self.next_s = min(self.next_s * 2, self.maximum_s)
+        return waited
+
+    def reset(self) -> None:
+        self.next_s = self.first_s

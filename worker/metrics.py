@@ -1,0 +1,66 @@
+"""Prometheus metrics of one worker process, served at /metrics by `worker/health.py`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+EVENTS_IN = Counter("framedrift_events_total", "Input records read.", registry=REGISTRY)
+EVENTS_SCORED = Counter("framedrift_events_scored_total", "Images scored.", registry=REGISTRY)
+REPLAYS_SKIPPED = Counter(
+    "framedrift_replays_skipped_total",
+    "Records at or below a stored applied offset.",
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "framedrift_dead_letters_total",
+    "Records sent to the dead-letter topic.",
+    ["reason"],
+    registry=REGISTRY,
+)
+ALERTS = Counter(
+    "framedrift_alerts_total", "Drift alerts published.", ["detector"], registry=REGISTRY
+)
+BATCH_SECONDS = Histogram(
+    "framedrift_batch_seconds",
+    "Decode, score and detect, per batch.",
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CHECKPOINT_SECONDS = Histogram(
+    "framedrift_checkpoint_seconds",
+    "Publish, persist and commit, per batch.",
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LAG = Gauge(
+    "framedrift_lag_records",
+    "Records behind the high-water mark, all assigned partitions.",
+    registry=REGISTRY,
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "framedrift_assigned_partitions", "Partitions owned.", registry=REGISTRY
+)
+REDIS_ERRORS = Counter(
+    "framedrift_redis_errors_total",
+    "Redis operations that failed and were retried.",
+    ["operation"],
+    registry=REGISTRY,
+)
+KAFKA_ERRORS = Counter(
+    "framedrift_kafka_errors_total",
+    "Kafka operations that failed.",
+    ["operation"],
+    registry=REGISTRY,
+)
+STATE_VERIFICATION_FAILURES = Counter(
+    "framedrift_state_verification_failures_total",
+    "Stored detector states whose signature did not verify (the source restarted clean).",
+    registry=REGISTRY,
+)
+FENCED_WRITES = Counter(
+    "framedrift_fenced_writes_total",
+    "Checkpoints refused because another worker owns the partition.",
+    registry=REGISTRY,
+)
