@@ -157,10 +157,14 @@ class LocalServers:
                 str(self.redis_port),
                 "--bind",
                 "127.0.0.1",
+                # Append-only file in the work dir: a Redis stopped and started again
+                # (the outage tests) comes back with its data, as a production one would.
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.workdir),
             ],

@@ -9,6 +9,7 @@ committed that was not checkpointed, so the batch is simply read again.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -138,6 +139,17 @@ class DriftWorker:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
         settings = self.settings
         while not self._stopping:
+            if not _any_broker_answers(settings.bootstrap_servers):
+                # kafka-python would block 30 s per attempt before saying so.
+                metrics.KAFKA_ERRORS.labels("connect").inc()
+                log.warning(
+                    "broker_unavailable",
+                    bootstrap_servers=settings.bootstrap_servers,
+                    error="no bootstrap server accepts connections",
+                    retry_in_s=self.backoff.next_s,
+                )
+                self.backoff.wait()
+                continue
             try:
                 self.producer = KafkaProducer(
                     **settings.kafka_client_options(),
@@ -333,3 +345,15 @@ class DriftWorker:
             lag=lag if known else None,
             partitions=len(self.claims),
         )
+
+
+def _any_broker_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection (a cheap probe, no Kafka protocol)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,148 @@
+"""Outages and shutdowns: the worker waits, retries, and keeps its counts exact.
+
+These tests stop and start servers, so each brings its own instead of sharing the
+session's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.local_servers import LocalServers, free_port
+from producers.stream import StreamPlan
+from tests.integration.conftest import PARTITIONS, Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_servers() -> Iterator[LocalServers]:
+    with LocalServers.start() as servers:
+        yield servers
+
+
+def make_stack(servers: LocalServers, model_path: Path, tmp_path: Path) -> Stack:
+    stack = Stack(servers, model_path, tmp_path)
+    servers.create_topics(
+        {stack.input_topic: PARTITIONS, stack.alerts_topic: 1, stack.dead_letter_topic: 1}
+    )
+    return stack
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
+
+
+def metric(port: int, name: str) -> float:
+    """Sum of a Prometheus metric's samples (all label sets)."""
+    _, text = http_get(port, "/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def test_redis_down_for_ten_seconds_mid_stream_loses_and_doubles_nothing(
+    own_servers: LocalServers, model_path: Path, tmp_path: Path, stream_images
+) -> None:
+    stack = make_stack(own_servers, model_path, tmp_path)
+    port = free_port()
+    plan = StreamPlan(sources=4, events_per_source=1500, rate=400.0, seed=21)
+    sent: dict[str, int] = {}
+    production = threading.Thread(target=lambda: sent.update(stack.produce(plan, stream_images)))
+    production.start()
+    worker = stack.start_worker(
+        FRAMEDRIFT_HEALTH_PORT=str(port),
+        FRAMEDRIFT_RETRY_BACKOFF_MAX_S="1",
+        FRAMEDRIFT_BATCH_SIZE="50",
+    )
+    stack.wait_until_committed(1000)
+
+    own_servers.stop_redis()
+    time.sleep(2)  # let the worker run into the outage and stop committing
+    committed_during = sum(stack.committed().values())
+    time.sleep(8)
+    assert sum(stack.committed().values()) == committed_during, "committed without Redis"
+    assert worker.process.poll() is None, "the worker died during the outage"
+    status, body = http_get(port, "/readyz")
+    assert status == 503 and "redis" in body
+    own_servers.start_redis()
+
+    production.join()
+    stack.wait_until_committed(plan.sources * plan.events_per_source)
+    assert stack.counts_in_redis() == sent
+    assert metric(port, "framedrift_redis_errors_total") >= 1
+    assert '"redis_unavailable"' in worker.log()
+    assert http_get(port, "/readyz")[0] == 200
+    assert worker.terminate() == 0
+
+
+def test_worker_started_before_the_broker_waits_for_it(
+    model_path: Path, tmp_path: Path, stream_images
+) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        servers = LocalServers(free_port(), free_port(), Path(workdir))
+        try:
+            servers.start_redis()
+            stack = Stack(servers, model_path, tmp_path)
+            worker = stack.start_worker(FRAMEDRIFT_RETRY_BACKOFF_MAX_S="1")
+            time.sleep(6)
+            assert worker.process.poll() is None, worker.log()
+            assert '"broker_unavailable"' in worker.log()
+
+            servers.start_broker()
+            servers.create_topics(
+                {stack.input_topic: PARTITIONS, stack.alerts_topic: 1, stack.dead_letter_topic: 1}
+            )
+            sent = stack.produce(
+                StreamPlan(sources=3, events_per_source=100, seed=2), stream_images
+            )
+            stack.wait_until_committed(sum(sent.values()))
+            assert stack.counts_in_redis() == sent
+            assert worker.terminate() == 0
+        finally:
+            servers.stop_all()
+
+
+def test_sigterm_finishes_the_batch_commits_and_leaves(stack: Stack, stream_images) -> None:
+    port = free_port()
+    sent = stack.produce(StreamPlan(sources=4, events_per_source=1500, seed=4), stream_images)
+    total = sum(sent.values())
+    worker = stack.start_worker(FRAMEDRIFT_HEALTH_PORT=str(port), FRAMEDRIFT_BATCH_SIZE="64")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and http_get(port, "/healthz")[0] != 200:
+        time.sleep(0.2)
+    assert http_get(port, "/healthz") == (200, "ok\n")
+    stack.wait_until_committed(500)
+    status, body = http_get(port, "/readyz")
+    assert status == 200 and json.loads(body)["ready"], body
+    assert metric(port, "framedrift_events_total") >= 500
+
+    stopped_at = time.monotonic()
+    assert worker.terminate(timeout=20) == 0
+    assert time.monotonic() - stopped_at < 10
+    committed = sum(stack.committed().values())
+    assert 0 < committed < total, "stop earlier in the stream: nothing left to prove"
+    # What was committed is exactly what Redis counted: no batch left half-done.
+    assert sum(stack.counts_in_redis().values()) == committed
+    assert '"worker_stopping"' in worker.log()
+
+    stack.start_worker()
+    stack.wait_until_committed(total)
+    assert stack.counts_in_redis() == sent
