@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,10 +133,10 @@ class Stack:
         producer.flush()
         producer.close()
 
-    def committed(self) -> dict[int, int]:
+    def committed(self, group_id: str | None = None) -> dict[int, int]:
         consumer = KafkaConsumer(
             bootstrap_servers=self.servers.bootstrap_servers,
-            group_id=self.group_id,
+            group_id=group_id or self.group_id,
             enable_auto_commit=False,
         )
         try:
@@ -148,17 +148,16 @@ class Stack:
             consumer.close()
 
     def wait_until_committed(
-        self, total: int, timeout: float = 120, while_waiting: Callable[[], None] | None = None
+        self, total: int, timeout: float = 120, group_id: str | None = None
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if sum(self.committed().values()) >= total:
+            if sum(self.committed(group_id).values()) >= total:
                 return
-            if while_waiting:
-                while_waiting()
             time.sleep(0.5)
         logs = "\n".join(worker.log()[-3000:] for worker in self.workers)
-        raise AssertionError(f"only {sum(self.committed().values())} of {total} committed\n{logs}")
+        committed = sum(self.committed(group_id).values())
+        raise AssertionError(f"only {committed} of {total} committed\n{logs}")
 
     def read_topic(self, topic: str, expected: int | None = None, timeout: float = 10):  # type: ignore[no-untyped-def]
         consumer = KafkaConsumer(
@@ -177,14 +176,16 @@ class Stack:
             consumer.close()
         return records
 
-    def state_store(self) -> RedisStateStore:
-        model_version = ModelArtifact.load(self.model_path).model_version
+    def state_store(
+        self, prefix: str | None = None, group_id: str | None = None
+    ) -> RedisStateStore:
+        """The worker's store; another prefix and group give another run's states."""
         return RedisStateStore(
             redis.Redis.from_url(self.servers.redis_url),
             StateCodec(self.hmac_key.encode()),
-            f"test-{self.suffix}",
-            self.group_id,
-            model_version,
+            prefix or f"test-{self.suffix}",
+            group_id or self.group_id,
+            ModelArtifact.load(self.model_path).model_version,
         )
 
     def counts_in_redis(self) -> dict[str, int]:

@@ -42,6 +42,11 @@ class AdwinDetector:
         return float(self._mean_before)
 
     @property
+    def width(self) -> int:
+        """How many of the latest errors ADWIN's window holds."""
+        return int(self._adwin.width)
+
+    @property
     def estimation(self) -> float:
         """ADWIN's mean estimate over its current window."""
         return float(self._adwin.estimation)
