@@ -7,6 +7,7 @@ as in production, so that they can be killed with SIGKILL.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -53,6 +54,11 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def events(self, name: str) -> list[dict]:
+        """The worker's JSON log events of one kind."""
+        lines = [line for line in self.log().splitlines() if line.startswith("{")]
+        return [event for event in map(json.loads, lines) if event.get("event") == name]
 
 
 @dataclass
