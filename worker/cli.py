@@ -8,10 +8,11 @@ it imports them inside the subcommand, so the running service never loads them.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
-from worker.artifact import ArtifactError
 from worker.settings import SettingsError, settings_from_env
 
 
@@ -135,7 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_before_work(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # nothing read, nothing to checkpoint
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A stop request during start-up (seconds of imports and model loading) is a clean
+    # exit, not a kill; the worker loop installs its own finish-the-batch handler later.
+    signal.signal(signal.SIGTERM, _exit_before_work)
+    from worker.artifact import ArtifactError  # imports torch: after the handler
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
