@@ -20,10 +20,9 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
+from schemas.events import EVENT_SCHEMA_VERSION, BinaryEventHeaders, ImageEvent, ImagePayload
 
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
-_SUPPORTED_VERSIONS = {"1", 1}
 
 
 class InvalidEvent(ValueError):
@@ -48,6 +47,10 @@ class UndecodableImage(InvalidEvent):
 
 class ImageTooLarge(InvalidEvent):
     """More pixels than allowed: protects the worker from decompression bombs."""
+
+
+class UnexpectedDecodingError(InvalidEvent):
+    """Decoding failed in a way no check foresaw: a bug to report, not a reason to stop."""
 
 
 class SourceKeyMismatch(InvalidEvent):
@@ -113,7 +116,9 @@ def _decode_json(value: bytes, limits: DecodingLimits) -> DecodedEvent:
         raise MalformedEvent(f"value is not JSON: {error}") from None
     if not isinstance(document, dict):
         raise MalformedEvent(f"value is JSON {type(document).__name__}, expected an object")
-    if document.get("schema_version") not in _SUPPORTED_VERSIONS:
+    version = document.get("schema_version")
+    # type() and not ==: a JSON list is unhashable, and True == 1 in Python.
+    if type(version) is not int or version != EVENT_SCHEMA_VERSION:
         raise UnsupportedSchemaVersion(
             f"schema_version {document.get('schema_version')!r}; this worker reads 1"
         )
@@ -140,7 +145,7 @@ def _decode_binary(
         }
     except UnicodeDecodeError:
         raise MalformedEvent("a header value is not UTF-8") from None
-    if fields.get("schema_version") not in _SUPPORTED_VERSIONS:
+    if fields.get("schema_version") != str(EVENT_SCHEMA_VERSION):
         raise UnsupportedSchemaVersion(
             f"schema_version header {fields.get('schema_version')!r}; this worker reads 1"
         )

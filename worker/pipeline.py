@@ -14,7 +14,13 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas.alerts import DriftAlert
 from worker.alerts import build_alert
-from worker.decoding import DecodedEvent, DecodingLimits, InvalidEvent, decode_record
+from worker.decoding import (
+    DecodedEvent,
+    DecodingLimits,
+    InvalidEvent,
+    UnexpectedDecodingError,
+    decode_record,
+)
 from worker.detectors.monitor import EventRef, MonitorConfig, SourceMonitor, SourceState
 from worker.scoring import Scorer
 from worker.state_store import RedisStateStore
@@ -73,6 +79,17 @@ class BatchProcessor:
                 event = decode_record(record.key, record.value, record.headers, self.limits)
             except InvalidEvent as error:
                 outcome.dead_letters.append(DeadLetter(record, error))
+                continue
+            except Exception as error:
+                # Never let one record halt its partition (a poison pill): park it, loudly.
+                log.error(
+                    "unexpected_decoding_error",
+                    partition=record.partition,
+                    offset=record.offset,
+                    error_class=type(error).__name__,
+                )
+                unexpected = UnexpectedDecodingError(f"{type(error).__name__}: {error}")
+                outcome.dead_letters.append(DeadLetter(record, unexpected))
                 continue
             decoded.append((record, event))
         if not decoded:

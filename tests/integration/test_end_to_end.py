@@ -10,6 +10,7 @@ import pytest
 from producers.events import image_event_record
 from producers.stream import StreamPlan, sequence_of
 from schemas.alerts import DriftAlert
+from tests.hostile_payloads import png_claiming
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -74,19 +75,32 @@ def test_bad_records_go_to_the_dead_letter_topic_and_valid_ones_still_count(
             ],
         ),
     ]
-    valid = image_event_record(stream_images.images[0], "camera-000", "x1", datetime.now(UTC))
+    valid = image_event_record(
+        stream_images.images[0], "camera-000", "x1", datetime.now(UTC), "binary", "png"
+    )
     bad.append((b"camera-001", valid.value, valid.headers))  # keyed by another source
+    bad.append((b"camera-000", b"x" * 70_000, []))  # over FRAMEDRIFT_MAX_RECORD_BYTES below
+    bomb = png_claiming(50_000, 50_000)
+    bad.append(
+        (
+            b"camera-000",
+            bomb,
+            [(n, v) for n, v in valid.headers if n != "encoding"] + [("encoding", b"png")],
+        )
+    )
     stack.produce_raw(bad)
     sent = stack.produce(StreamPlan(sources=2, events_per_source=150, seed=3), stream_images)
     stack.produce_raw(bad[:1])
-    stack.start_worker()
+    stack.start_worker(FRAMEDRIFT_MAX_RECORD_BYTES="65536")
     stack.wait_until_committed(sum(sent.values()) + len(bad) + 1)
 
     dead = stack.read_topic(stack.dead_letter_topic, expected=len(bad) + 1)
     reasons = sorted(dict(r.headers)["dlq_error_class"].decode() for r in dead)
     assert reasons == [
+        "ImageTooLarge",
         "MalformedEvent",
         "MalformedEvent",
+        "RecordTooLarge",
         "SourceKeyMismatch",
         "UndecodableImage",
         "UnsupportedSchemaVersion",

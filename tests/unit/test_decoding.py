@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
-import zlib
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from PIL import Image
 
 from producers.events import encode_image, image_event_record
+from tests.hostile_payloads import png_claiming
 from worker.decoding import (
     DecodingLimits,
     ImageTooLarge,
@@ -75,26 +74,20 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
     np.testing.assert_array_equal(decode_record(None, value, [], LIMITS).image, pixels)
 
 
-def _png_header_claiming(width: int, height: int) -> bytes:
-    """A tiny valid-looking PNG whose header claims a huge canvas."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 BAD_INPUTS = {
     "not JSON": (b"{not json", [], MalformedEvent),
     "JSON but not an object": (b"[1, 2]", [], MalformedEvent),
+    # Found by hypothesis: a list is unhashable, and True == 1 in Python.
+    "schema version that is a list": (
+        json.dumps({"schema_version": []}).encode(),
+        [],
+        UnsupportedSchemaVersion,
+    ),
+    "schema version true": (
+        json.dumps({"schema_version": True}).encode(),
+        [],
+        UnsupportedSchemaVersion,
+    ),
     "unknown schema version": (
         json.dumps({"schema_version": 9}).encode(),
         [],
@@ -120,9 +113,7 @@ BAD_INPUTS = {
         UndecodableImage,
     ),
     "decompression bomb": (
-        json_event(
-            encoding="png", data=base64.b64encode(_png_header_claiming(50_000, 50_000)).decode()
-        ),
+        json_event(encoding="png", data=base64.b64encode(png_claiming(50_000, 50_000)).decode()),
         [],
         ImageTooLarge,
     ),
