@@ -200,6 +200,12 @@ class Stack:
             for source, state in self.state_store().load_all_sources().items()
         }
 
+    def worker_log_and_alerts(self) -> str:
+        """Everything the workers wrote where people and subscribers read: logs and alerts."""
+        logs = "".join(worker.log() for worker in self.workers)
+        alerts = b"".join(r.value for r in self.read_topic(self.alerts_topic, timeout=3))
+        return logs + alerts.decode()
+
     def stop_all(self) -> None:
         for worker in self.workers:
             if worker.process.poll() is None:

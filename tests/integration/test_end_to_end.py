@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 
@@ -55,6 +56,15 @@ def test_drift_on_one_source_alerts_for_that_source_only(stack: Stack, stream_im
     assert headers["ce_id"].decode() == json.loads(record.value)["alert_id"]
     assert headers["ce_specversion"] == b"1.0"
     assert stack.workers[0].terminate() == 0
+
+    # Neither the state key nor any image bytes reach the log or the alerts.
+    png = stack.read_topic(stack.input_topic, expected=1)[0].value
+    pixels = png[60:120]  # compressed pixel data, past the generic PNG header; 60 % 3 == 0
+    published = stack.worker_log_and_alerts()
+    assert stack.hmac_key not in published
+    assert base64.b64encode(pixels).decode() not in published  # as it would leak in JSON
+    assert pixels.hex() not in published
+    assert repr(pixels)[2:40] not in published  # as a logged bytes object would show
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_valid_ones_still_count(
