@@ -21,6 +21,7 @@ from schemas.dead_letters import DeadLetterHeaders
 from schemas.headers import as_kafka_headers
 from worker import metrics
 from worker.backoff import Backoff
+from worker.health import Readiness
 from worker.pipeline import BatchOutcome
 from worker.settings import Settings
 from worker.state_store import PartitionClaim, RedisStateStore
@@ -48,12 +49,14 @@ class Checkpointer:
         producer: KafkaProducer,
         consumer: KafkaConsumer,
         store: RedisStateStore,
+        readiness: Readiness,
         should_stop: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.consumer = consumer
         self.store = store
+        self.readiness = readiness
         self.should_stop = should_stop
         self.cloudevents_source = f"urn:framedrift:{settings.group_id}"
 
@@ -146,8 +149,10 @@ class Checkpointer:
         while True:
             try:
                 self.store.save(topic, applied, outcome.states)
+                self.readiness.set_redis(True)
                 return
             except (redis.ConnectionError, redis.TimeoutError) as error:
+                self.readiness.set_redis(False)
                 if self.should_stop():
                     raise CheckpointError(f"Redis unavailable at shutdown: {error}") from error
                 metrics.REDIS_ERRORS.labels("checkpoint").inc()

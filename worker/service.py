@@ -207,6 +207,7 @@ class DriftWorker:
             self.producer,
             self.consumer,
             self.store,
+            self.readiness,
             should_stop=lambda: self._stopping,
         )
         log.info(
@@ -238,12 +239,16 @@ class DriftWorker:
     def _handle(
         self, records: list[ConsumerRecord], checkpointer: Checkpointer, window: Throughput
     ) -> None:
-        try:
-            unclaimed = {record.partition for record in records} - self.claims.keys()
-            if unclaimed:  # the assignment callback could not reach Redis
+        unclaimed = {record.partition for record in records} - self.claims.keys()
+        if unclaimed:  # the assignment callback could not reach Redis
+            try:
                 self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
-                self._rewind(records)  # claiming may have moved the position past applied offsets
+            except REDIS_DOWN as error:
+                self._redis_down("claim", error, records)
                 return
+            self._rewind(records)  # claiming may have moved the position past applied offsets
+            return
+        try:
             applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
             with metrics.BATCH_SECONDS.time():
                 outcome = self.processor.process(records, applied)
