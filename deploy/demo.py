@@ -60,6 +60,7 @@ _QUIET_AFTER_DONE_S = 2.0
 
 def _train_demo_model() -> None:
     from worker.model import AutoencoderConfig
+    from worker.settings import settings_from_env
     from worker.training import TrainingPlan, train_autoencoder
 
     reference = load_images(SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz")
@@ -68,6 +69,7 @@ def _train_demo_model() -> None:
         reference.images,
         AutoencoderConfig(),
         TrainingPlan(epochs=5),
+        settings_from_env().detector_parameters(),
         source_description="producers/sample_data (Fashion-MNIST sample)",
     )
     artifact.save(DEMO_MODEL)

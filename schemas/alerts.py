@@ -12,10 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ALERT_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION = 2  # 2: CUSUM and latent detectors, per-signal shifts
 CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
 
-DetectorName = Literal["adwin", "ks", "relative_increase"]
+DetectorName = Literal[
+    "error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix", "adwin"
+]
 
 
 class AlertEventRef(BaseModel):
@@ -39,12 +41,25 @@ class WindowStatistics(BaseModel):
     std_error: float
 
 
+class SignalShift(BaseModel):
+    """How one per-image signal's recent mean moved against the baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_mean: float
+    current_mean: float = Field(description="Mean over the source's recent window.")
+    shift_in_std: float = Field(
+        description="(current_mean - reference_mean) / the reference's per-image std: "
+        "-2 means the window sits two typical image-to-image spreads below the baseline."
+    )
+
+
 class DriftAlert(BaseModel):
     """A detector on one source decided that its data moved away from the baseline."""
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[1] = ALERT_SCHEMA_VERSION
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION
     alert_id: str = Field(
         description="Deterministic: the same triggering event and detector give the same id, "
         "so a subscriber can drop an alert re-sent after a worker crash."
@@ -52,19 +67,30 @@ class DriftAlert(BaseModel):
     source_id: str
     detector: DetectorName
     statistic: float = Field(
-        description="What the detector measured when it fired. ks: the KS distance; "
-        "relative_increase: the window mean's increase over the baseline mean, in percent; "
-        "adwin: the mean error of ADWIN's window after it dropped the older part."
+        description="What the detector measured when it fired. error_cusum, latent_cusum: "
+        "the CUSUM sum of standard scores (of the error; of the latent distance); ks: the KS "
+        "distance of the error window; relative_increase: the error window mean's increase "
+        "over the baseline mean, in percent; latent_mix: the chi-square statistic of the "
+        "latent-prototype counts; adwin: the mean error of ADWIN's window after it dropped "
+        "the older part."
     )
     threshold: float = Field(
-        description="What the statistic is compared with. ks: the critical distance at the "
-        "configured alpha; relative_increase: threshold_pct; adwin: the mean error just "
-        "before the change (ADWIN's bound depends on its window, so the old level is given)."
+        description="What the statistic is compared with: the threshold calibrated to the "
+        "configured expected run time, except for adwin: the mean error just before the "
+        "change (ADWIN's bound depends on its window, so the old level is given)."
     )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")
     current: WindowStatistics = Field(description="The source's recent errors.")
     relative_increase: float = Field(
         description="(current mean error - reference mean error) / reference mean error."
+    )
+    direction: Literal["up", "down"] = Field(
+        description="Whether the source's reconstruction error moved up or down."
+    )
+    signals: dict[str, SignalShift] = Field(
+        description="error, latent_distance, brightness, contrast, sharpness: each one's "
+        "window mean against the baseline. A darkened camera moves brightness, a blurred "
+        "one sharpness, new content the latent distance or error with light and focus steady."
     )
     window_first_event: AlertEventRef
     window_last_event: AlertEventRef = Field(description="The event that triggered the alert.")

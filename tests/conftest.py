@@ -10,6 +10,7 @@ import pytest
 from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
 from worker.artifact import ModelArtifact
 from worker.model import AutoencoderConfig
+from worker.settings import Settings
 from worker.training import TrainingPlan, train_autoencoder
 
 
@@ -35,6 +36,8 @@ def trained_artifact(reference_images: LabelledImages) -> ModelArtifact:
         reference_images.images[:3000],
         AutoencoderConfig(filters=16),
         TrainingPlan(epochs=3, seed=1),
+        # The defaults, so that workers started by the tests find their calibration stored.
+        Settings().detector_parameters(),
         source_description="test fixture",
         show_progress=False,
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import numpy as np
-
-from schemas.alerts import AlertEventRef, DriftAlert, WindowStatistics
+from schemas.alerts import AlertEventRef, DriftAlert, SignalShift, WindowStatistics
 from worker.detectors.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+from worker.detectors.window import WINDOW_SIGNALS
 
 # A fixed namespace makes alert ids stable across workers and restarts.
 _ALERT_ID_NAMESPACE = uuid.UUID("5b8f2d4e-7c1a-4e9b-9f3d-2a6c8e0b1d47")
@@ -36,7 +35,7 @@ def build_alert(
     model_version: str,
 ) -> DriftAlert:
     window = state.window
-    errors = window.errors()
+    errors = window.values("error")
     oldest = window.oldest_index()
     first = EventRef(
         window.event_ids[oldest],
@@ -44,8 +43,18 @@ def build_alert(
         int(window.offset_ring[oldest]),
         float(window.timestamp_ring[oldest]),
     )
-    reference_mean = config.baseline_mean
+    reference = config.reference
+    reference_mean = reference.signal_means["error"]
     current_mean = float(errors.mean())
+    signals = {
+        name: SignalShift(
+            reference_mean=reference.signal_means[name],
+            current_mean=window.mean(name),
+            shift_in_std=(window.mean(name) - reference.signal_means[name])
+            / max(reference.signal_stds[name], 1e-12),
+        )
+        for name in WINDOW_SIGNALS
+    }
     return DriftAlert(
         alert_id=alert_id(
             source_id, firing.detector, firing.trigger.partition, firing.trigger.offset
@@ -55,9 +64,9 @@ def build_alert(
         statistic=firing.statistic,
         threshold=firing.threshold,
         reference=WindowStatistics(
-            size=len(config.reference_errors),
+            size=len(reference.sorted_errors),
             mean_error=reference_mean,
-            std_error=float(np.std(config.reference_errors, ddof=1)),
+            std_error=reference.signal_stds["error"],
         ),
         current=WindowStatistics(
             size=len(errors),
@@ -65,6 +74,8 @@ def build_alert(
             std_error=float(errors.std(ddof=1)) if len(errors) > 1 else 0.0,
         ),
         relative_increase=(current_mean - reference_mean) / reference_mean,
+        direction="up" if current_mean >= reference_mean else "down",
+        signals=signals,
         window_first_event=_event_ref(first),
         window_last_event=_event_ref(firing.trigger),
         events_seen=state.stats.count,

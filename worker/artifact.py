@@ -1,4 +1,4 @@
-"""The trained model as one file: weights, preprocessing, baseline and metadata.
+"""The trained model as one file: weights, latent map, baseline, calibration and metadata.
 
 Written with `torch.save` and read with `torch.load(weights_only=True)`, which only
 rebuilds tensors and plain containers: a tampered artifact cannot run code on load.
@@ -10,16 +10,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from worker.calibration import Calibration, DetectorParameters, calibrate
+from worker.detectors.reference import ReferenceProfile
+from worker.latent import LatentMap
 from worker.model import AutoencoderConfig, ConvAutoencoder
+from worker.preprocessing import Preprocessing
+from worker.scoring import ImageScores, Scorer
 
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # 2: latent map, baseline scores and calibration
 BASELINE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 
@@ -29,49 +34,48 @@ class ArtifactError(ValueError):
 
 @dataclass(frozen=True)
 class Baseline:
-    """Reconstruction errors of held-out reference images: what 'no drift' looks like."""
+    """Scores of held-out validation images: what 'no drift' looks like.
 
-    reference_errors: np.ndarray  # float64, one per validation image, sorted
+    Split in two halves at training time: detectors compare live sources against
+    `reference`; calibration simulates clean streams from `holdout`, so it sees a
+    fresh clean sample against a finite reference, as live data does.
+    """
+
+    reference: ImageScores
+    holdout: ImageScores
+
+    @property
+    def reference_errors(self) -> np.ndarray:
+        return np.sort(self.reference.error)
 
     @property
     def mean(self) -> float:
-        return float(self.reference_errors.mean())
+        return float(self.reference.error.mean())
 
     @property
     def std(self) -> float:
-        return float(self.reference_errors.std(ddof=1))
+        return float(self.reference.error.std(ddof=1))
 
     def quantile(self, level: float) -> float:
-        return float(np.quantile(self.reference_errors, level))
+        return float(np.quantile(self.reference.error, level))
 
     def summary(self) -> dict[str, Any]:
         return {
-            "size": int(self.reference_errors.size),
+            "size": len(self.reference),
+            "holdout_size": len(self.holdout),
             "mean": self.mean,
             "std": self.std,
             "quantiles": {str(level): self.quantile(level) for level in BASELINE_QUANTILES},
         }
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an incoming image becomes model input: size, channels and scale to [0, 1]."""
-
-    height: int
-    width: int
-    channels: int
-    scale: float = 1.0 / 255.0
-
-    @classmethod
-    def for_model(cls, config: AutoencoderConfig) -> Preprocessing:
-        return cls(config.height, config.width, config.channels)
-
-
 @dataclass
 class ModelArtifact:
     config: AutoencoderConfig
     state_dict: dict[str, torch.Tensor]
+    latent_map: LatentMap
     baseline: Baseline
+    calibration: Calibration
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,18 +92,35 @@ class ModelArtifact:
         model.eval()
         return model
 
+    def scorer(self, torch_threads: int = 0) -> Scorer:
+        return Scorer(self.build_model(), self.latent_map, self.preprocessing, torch_threads)
+
+    def reference_profile(self) -> ReferenceProfile:
+        return ReferenceProfile(self.baseline.reference, self.latent_map.size)
+
+    def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:
+        """This artifact with thresholds for `parameters` (a few seconds of simulation)."""
+        calibration = calibrate(self.reference_profile(), self.baseline.holdout, parameters)
+        return replace(self, calibration=calibration)
+
     def save(self, path: Path) -> None:
         manifest = {
             "format": ARTIFACT_FORMAT,
             "config": self.config.to_dict(),
             "preprocessing": self.preprocessing.__dict__,
             "baseline": self.baseline.summary(),
+            "calibration": self.calibration.to_dict(),
             "metadata": self.metadata,
         }
         payload = {
             "manifest": json.dumps(manifest, sort_keys=True),
             "state_dict": self.state_dict,
-            "reference_errors": torch.from_numpy(self.baseline.reference_errors),
+            "latent_map": {
+                name: torch.from_numpy(getattr(self.latent_map, name))
+                for name in ("mean", "components", "prototypes")
+            },
+            "reference_scores": _scores_to_tensors(self.baseline.reference),
+            "holdout_scores": _scores_to_tensors(self.baseline.holdout),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
@@ -118,15 +139,29 @@ class ModelArtifact:
         if manifest.get("format") != ARTIFACT_FORMAT:
             raise ArtifactError(
                 f"{path} has artifact format {manifest.get('format')!r}, "
-                f"this version reads {ARTIFACT_FORMAT}"
+                f"this version reads {ARTIFACT_FORMAT}: retrain it with `framedrift train`"
             )
-        errors = payload["reference_errors"].numpy().astype(np.float64)
         return cls(
             config=AutoencoderConfig(**manifest["config"]),
             state_dict=payload["state_dict"],
-            baseline=Baseline(np.sort(errors)),
+            latent_map=LatentMap(
+                **{name: tensor.numpy() for name, tensor in payload["latent_map"].items()}
+            ),
+            baseline=Baseline(
+                _scores_from_tensors(payload["reference_scores"]),
+                _scores_from_tensors(payload["holdout_scores"]),
+            ),
+            calibration=Calibration.from_dict(manifest["calibration"]),
             metadata=manifest["metadata"],
         )
+
+
+def _scores_to_tensors(scores: ImageScores) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(values) for name, values in scores.as_arrays().items()}
+
+
+def _scores_from_tensors(tensors: dict[str, torch.Tensor]) -> ImageScores:
+    return ImageScores(**{name: tensor.numpy() for name, tensor in tensors.items()})
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:

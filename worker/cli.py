@@ -1,4 +1,4 @@
-"""The `framedrift` command: train, produce, worker, demo, schema.
+"""The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, schema.
 
 This is the composition root. It is the one module of `worker/` that reaches into
 `producers/` and `deploy/` (for `train`'s dataset readers, `produce` and `demo`), and
@@ -12,8 +12,12 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from worker.settings import SettingsError, settings_from_env
+
+if TYPE_CHECKING:
+    from worker.calibration import Calibration
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -40,7 +44,8 @@ def _train(args: argparse.Namespace) -> int:
     from worker.model import AutoencoderConfig
     from worker.training import TrainingPlan, train_autoencoder
 
-    output = args.out or settings_from_env().model_path
+    settings = settings_from_env()
+    output = args.out or settings.model_path
     dataset = load_images(args.data)
     images = dataset.images[: args.limit] if args.limit else dataset.images
     print(f"training on {len(images)} images from {args.data}", file=sys.stderr)
@@ -56,6 +61,7 @@ def _train(args: argparse.Namespace) -> int:
             validation_fraction=args.validation_fraction,
             seed=args.seed,
         ),
+        settings.detector_parameters(),
         source_description=str(args.data),
     )
     artifact.save(output)
@@ -64,6 +70,34 @@ def _train(args: argparse.Namespace) -> int:
         f"wrote {output}: model {artifact.model_version}, validation error "
         f"mean {summary['mean']:.4f} std {summary['std']:.4f} over {summary['size']} images"
     )
+    _print_calibration(artifact.calibration)
+    return 0
+
+
+def _print_calibration(calibration: Calibration) -> None:
+    parameters = calibration.parameters
+    print(
+        f"calibrated to ERT {parameters.ert:,} events in {calibration.seconds:.1f} s "
+        f"({calibration.simulated_events:,} simulated clean events); each of "
+        f"{len(calibration.thresholds)} detectors set to ERT {calibration.detector_ert:,.0f}:"
+    )
+    for detector, threshold in calibration.thresholds.items():
+        print(f"  {detector:<18} threshold {threshold:.4f}")
+    print(
+        f"  adwin (delta {parameters.adwin_delta}): {calibration.adwin_alarms} false alarms "
+        f"in {calibration.adwin_events:,} clean events"
+    )
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from worker.artifact import ModelArtifact
+
+    settings = settings_from_env()
+    path = args.model or settings.model_path
+    artifact = ModelArtifact.load(path).recalibrated(settings.detector_parameters())
+    artifact.save(path)
+    print(f"wrote {path}")
+    _print_calibration(artifact.calibration)
     return 0
 
 
@@ -118,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--filters", type=int, default=32)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=_train)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="set the detector thresholds of a model for the FRAMEDRIFT_* settings"
+    )
+    calibrate.add_argument(
+        "--model", type=Path, default=None, help="default: FRAMEDRIFT_MODEL_PATH"
+    )
+    calibrate.set_defaults(handler=_calibrate)
 
     produce = commands.add_parser("produce", help="stream dataset images as events, with drift")
     producer_cli.add_arguments(produce)

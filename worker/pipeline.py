@@ -21,7 +21,13 @@ from worker.decoding import (
     UnexpectedDecodingError,
     decode_record,
 )
-from worker.detectors.monitor import EventRef, MonitorConfig, SourceMonitor, SourceState
+from worker.detectors.monitor import (
+    EventRef,
+    MonitorConfig,
+    SourceMonitor,
+    SourceState,
+    scored_images,
+)
 from worker.scoring import Scorer
 from worker.state_store import RedisStateStore
 
@@ -49,13 +55,18 @@ class BatchOutcome:
 
 class BatchProcessor:
     def __init__(
-        self, scorer: Scorer, store: RedisStateStore, config: MonitorConfig, limits: DecodingLimits
+        self,
+        scorer: Scorer,
+        store: RedisStateStore,
+        config: MonitorConfig,
+        limits: DecodingLimits,
+        model_version: str,
     ) -> None:
         self.scorer = scorer
         self.store = store
         self.config = config
         self.limits = limits
-        self.model_version = scorer.artifact.model_version
+        self.model_version = model_version
 
     def process(
         self, records: list[ConsumerRecord], applied_offsets: dict[int, int | None]
@@ -95,7 +106,8 @@ class BatchProcessor:
         if not decoded:
             return outcome
 
-        errors = self.scorer.score([event.image for _, event in decoded])
+        scores = self.scorer.score([event.image for _, event in decoded])
+        images = scored_images(scores, self.config.reference)
         outcome.scored = len(decoded)
 
         by_source: dict[str, list[int]] = defaultdict(list)  # source id -> indices into `decoded`
@@ -117,10 +129,10 @@ class BatchProcessor:
             monitor = SourceMonitor(self.config, state)
             for index in indices:
                 record, event = decoded[index]
-                reference = EventRef(
+                position = EventRef(
                     event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                 )
-                for firing in monitor.update(float(errors[index]), reference):
+                for firing in monitor.update(images[index], position):
                     outcome.alerts.append(
                         build_alert(source_id, firing, state, self.config, self.model_version)
                     )

@@ -7,12 +7,28 @@ benchmarks. So the baseline and the live errors are measured on identical inputs
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from worker.artifact import Preprocessing
+from worker.model import AutoencoderConfig
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an incoming image becomes model input: size, channels and scale to [0, 1]."""
+
+    height: int
+    width: int
+    channels: int
+    scale: float = 1.0 / 255.0
+
+    @classmethod
+    def for_model(cls, config: AutoencoderConfig) -> Preprocessing:
+        return cls(config.height, config.width, config.channels)
+
 
 # ITU-R BT.601 luma weights, the same ones Pillow's "L" conversion uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -1,29 +1,84 @@
-"""Scores a batch of images with one model call: per-image reconstruction error."""
+"""Scores a batch of images with one model call: the per-image signals the detectors watch."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-from worker.artifact import ModelArtifact
-from worker.model import reconstruction_error
-from worker.preprocessing import to_model_input
+from worker.image_stats import image_statistics
+from worker.latent import LatentMap
+from worker.model import ConvAutoencoder, reconstruction_error
+from worker.preprocessing import Preprocessing, to_model_input
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Per-image signals of a set of images, one array entry per image."""
+
+    error: np.ndarray  # reconstruction error (mean BCE), float64
+    prototype: np.ndarray  # nearest latent prototype, int64
+    latent_distance: np.ndarray  # distance to that prototype, float64
+    brightness: np.ndarray
+    contrast: np.ndarray
+    sharpness: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.error)
+
+    def take(self, indices: np.ndarray | slice) -> ImageScores:
+        return ImageScores(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[ImageScores]) -> ImageScores:
+        return cls(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
+        )
+
+
+@torch.inference_mode()
+def score_inputs(
+    model: ConvAutoencoder, latent_map: LatentMap, inputs: torch.Tensor, chunk: int = 512
+) -> ImageScores:
+    """Scores of prepared model inputs (N, C, H, W), in chunks of `chunk` images."""
+    model.eval()
+    parts = []
+    for part in inputs.split(chunk):
+        reconstructions, codes = model(part)
+        prototype, distance = latent_map.assign(codes)
+        statistics = image_statistics(part)
+        parts.append(
+            ImageScores(
+                error=reconstruction_error(reconstructions, part).double().numpy(),
+                prototype=prototype,
+                latent_distance=distance,
+                **{name: value.double().numpy() for name, value in statistics.items()},
+            )
+        )
+    return ImageScores.concatenate(parts)
 
 
 class Scorer:
-    def __init__(self, artifact: ModelArtifact, torch_threads: int = 0) -> None:
+    """The worker's scorer: decoded images of any size -> `ImageScores`, one forward pass."""
+
+    def __init__(
+        self,
+        model: ConvAutoencoder,
+        latent_map: LatentMap,
+        preprocessing: Preprocessing,
+        torch_threads: int = 0,
+    ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self.artifact = artifact
-        self.model = artifact.build_model()
+        self.model = model
+        self.latent_map = latent_map
+        self.preprocessing = preprocessing
 
-    @torch.inference_mode()
-    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Reconstruction errors (float64), one per image, from a single batched forward pass."""
-        if not images:
-            return np.empty(0, dtype=np.float64)
-        inputs = to_model_input(images, self.artifact.preprocessing)
-        reconstructions, _ = self.model(inputs)
-        return reconstruction_error(reconstructions, inputs).double().numpy()
+    def score(self, images: Sequence[np.ndarray]) -> ImageScores:
+        inputs = to_model_input(images, self.preprocessing)
+        return score_inputs(self.model, self.latent_map, inputs, chunk=max(1, len(images)))

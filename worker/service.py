@@ -28,7 +28,6 @@ from worker.decoding import DecodingLimits
 from worker.detectors.monitor import MonitorConfig
 from worker.health import Readiness, serve_health
 from worker.pipeline import BatchOutcome, BatchProcessor
-from worker.scoring import Scorer
 from worker.settings import Settings, SettingsError
 from worker.state_codec import StateCodec
 from worker.state_store import PartitionClaim, PartitionFenced, RedisStateStore
@@ -81,15 +80,25 @@ class DriftWorker:
         self.settings = settings
         hmac_key = settings.hmac_key()
         self.artifact = ModelArtifact.load(settings.model_path)
-        self.monitor_config = MonitorConfig(
-            window_size=settings.window_size,
-            ks_stride=settings.ks_stride,
-            ks_alpha=settings.ks_alpha,
-            threshold_pct=settings.threshold_pct,
-            adwin_delta=settings.adwin_delta,
-            reference_errors=self.artifact.baseline.reference_errors,
-            outlier_threshold=self.artifact.baseline.quantile(settings.outlier_quantile),
+        parameters = settings.detector_parameters()
+        if self.artifact.calibration.parameters != parameters:
+            # Deterministic, so every worker of the group arrives at the same thresholds.
+            log.warning(
+                "calibrating_at_startup",
+                reason="the model was calibrated for other detector settings",
+                stored=self.artifact.calibration.parameters.to_dict(),
+                wanted=parameters.to_dict(),
+                hint="`framedrift calibrate` stores a calibration in the model file",
+            )
+            self.artifact = self.artifact.recalibrated(parameters)
+        calibration = self.artifact.calibration
+        log.info(
+            "calibration",
+            ert=parameters.ert,
+            thresholds=calibration.thresholds,
+            adwin_false_alarms=f"{calibration.adwin_alarms}/{calibration.adwin_events}",
         )
+        self.monitor_config = MonitorConfig.from_artifact(self.artifact, settings.outlier_quantile)
         self.redis = redis.Redis.from_url(settings.redis_url, **settings.redis_client_options())
         self.store = RedisStateStore(
             self.redis,
@@ -99,10 +108,11 @@ class DriftWorker:
             self.artifact.model_version,
         )
         self.processor = BatchProcessor(
-            Scorer(self.artifact, settings.torch_threads),
+            self.artifact.scorer(settings.torch_threads),
             self.store,
             self.monitor_config,
             DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
+            self.artifact.model_version,
         )
         # partition -> this worker's claim on it (generation, last applied offset)
         self.claims: dict[int, PartitionClaim] = {}

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.calibration import DetectorParameters
+
 ENV_PREFIX = "FRAMEDRIFT_"
 
 
@@ -63,12 +65,24 @@ class Settings(BaseSettings):
     batch_size: int = Field(256, ge=1, le=10_000)
     poll_timeout_ms: int = Field(500, ge=1, le=60_000)
 
-    # Detectors (see worker/detectors/)
-    window_size: int = Field(200, ge=10, description="W: events in the KS and mean windows.")
-    ks_stride: int = Field(50, ge=1, description="Run the KS test every this many events.")
-    ks_alpha: float = Field(1e-4, gt=0, lt=1, description="Significance level of each KS test.")
-    threshold_pct: float = Field(
-        20.0, gt=0, description="Seed 000's rule: window mean above baseline mean by this %."
+    # Detectors (see worker/detectors/) and their calibration (worker/calibration.py)
+    ert: int = Field(
+        100_000,
+        ge=1_000,
+        description="Expected events between false alarms on a clean source, all detectors "
+        "together; every threshold is calibrated to it.",
+    )
+    window_size: int = Field(
+        200, ge=10, description="W: events in the KS and relative-increase windows."
+    )
+    test_stride: int = Field(
+        50, ge=1, description="Run the windowed tests (KS, latent mix) every this many events."
+    )
+    latent_window: int = Field(
+        1000, ge=100, description="Events in the latent-prototype mix window (a stride multiple)."
+    )
+    cusum_slack: float = Field(
+        0.5, gt=0, le=3, description="CUSUM slack k: half the shift (in σ) it is tuned to."
     )
     adwin_delta: float = Field(0.0002, gt=0, lt=1, description="ADWIN's confidence parameter.")
     outlier_quantile: float = Field(
@@ -126,6 +140,25 @@ class Settings(BaseSettings):
             if path is not None and not path.is_file():
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: no file at {path}")
         return self
+
+    @model_validator(mode="after")
+    def _latent_window_in_strides(self) -> Settings:
+        if self.latent_window % self.test_stride:
+            raise ValueError(
+                f"{ENV_PREFIX}LATENT_WINDOW ({self.latent_window}) must be a multiple of "
+                f"{ENV_PREFIX}TEST_STRIDE ({self.test_stride})"
+            )
+        return self
+
+    def detector_parameters(self) -> DetectorParameters:
+        return DetectorParameters(
+            ert=self.ert,
+            window_size=self.window_size,
+            test_stride=self.test_stride,
+            latent_window=self.latent_window,
+            cusum_slack=self.cusum_slack,
+            adwin_delta=self.adwin_delta,
+        )
 
     def kafka_client_options(self) -> dict[str, object]:
         """Connection and security options shared by every Kafka client the worker makes."""

@@ -1,7 +1,9 @@
 """`framedrift train`: fits the autoencoder on reference images and records its baseline.
 
-The baseline is the reconstruction error of a held-out validation split: the sample
-every detector compares a live source against.
+After training: the latent prototypes are fitted on the training codes; the held-out
+validation split is scored and cut in two halves, the reference every detector
+compares a live source against and the holdout calibration simulates clean streams
+from; then the detectors are calibrated (`worker/calibration.py`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worker.artifact import Baseline, ModelArtifact, Preprocessing, weights_digest
+from worker.artifact import Baseline, ModelArtifact, weights_digest
+from worker.calibration import DetectorParameters, calibrate
+from worker.detectors.reference import ReferenceProfile
+from worker.latent import LatentMap
 from worker.model import AutoencoderConfig, ConvAutoencoder, reconstruction_error
-from worker.preprocessing import dataset_to_model_input
+from worker.preprocessing import Preprocessing, dataset_to_model_input
+from worker.scoring import score_inputs
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,17 @@ def data_checksum(images: np.ndarray) -> str:
 
 
 @torch.inference_mode()
+def fit_latent_map(
+    model: ConvAutoencoder, inputs: torch.Tensor, seed: int, sample: int = 10_000
+) -> LatentMap:
+    """Prototypes of the training images' latent codes (a sample: k-means needs no more)."""
+    model.eval()
+    chosen = torch.from_numpy(np.random.default_rng(seed).permutation(len(inputs))[:sample])
+    codes = torch.cat([model(chunk)[1] for chunk in inputs[chosen].split(512)])
+    return LatentMap.fit(codes.numpy(), seed=seed)
+
+
+@torch.inference_mode()
 def score_dataset(
     model: ConvAutoencoder, inputs: torch.Tensor, batch_size: int = 512
 ) -> np.ndarray:
@@ -54,10 +71,11 @@ def train_autoencoder(
     images: np.ndarray,
     config: AutoencoderConfig,
     plan: TrainingPlan,
+    detector_parameters: DetectorParameters,
     source_description: str = "",
     show_progress: bool = True,
 ) -> ModelArtifact:
-    """Train on `images` (N, H, W[, C], uint8) and return the artifact with its baseline."""
+    """Train on `images` (N, H, W[, C], uint8); return the artifact, baseline and calibration."""
     if len(images) < 10:
         raise ValueError(f"need at least 10 reference images, got {len(images)}")
     torch.manual_seed(plan.seed)
@@ -97,7 +115,16 @@ def train_autoencoder(
         progress.set_postfix(epoch=epoch + 1, val=f"{validation_loss:.4f}")
     progress.close()
 
-    reference_errors = np.sort(score_dataset(model, validation_inputs))
+    latent_map = fit_latent_map(model, training_inputs, plan.seed)
+    validation_scores = score_inputs(model, latent_map, validation_inputs)
+    halves = generator.permutation(len(validation_scores))
+    half = len(halves) // 2
+    baseline = Baseline(
+        reference=validation_scores.take(halves[:half]),
+        holdout=validation_scores.take(halves[half:]),
+    )
+    profile = ReferenceProfile(baseline.reference, latent_map.size)
+    calibration = calibrate(profile, baseline.holdout, detector_parameters)
     state_dict = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     digest = weights_digest(state_dict)
     metadata = {
@@ -109,10 +136,12 @@ def train_autoencoder(
         "validation_images": len(validation_index),
         "training": plan.__dict__,
         "validation_loss": validation_loss,
+        "validation_images_reference": len(baseline.reference),
+        "validation_images_holdout": len(baseline.holdout),
         "created": datetime.now(UTC).isoformat(),
         "library_versions": {
             "python": platform.python_version(),
             **{name: package_metadata.version(name) for name in ("torch", "numpy")},
         },
     }
-    return ModelArtifact(config, state_dict, Baseline(reference_errors), metadata)
+    return ModelArtifact(config, state_dict, latent_map, baseline, calibration, metadata)

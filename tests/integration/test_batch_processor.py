@@ -17,9 +17,8 @@ from producers.events import image_event_record
 from worker import pipeline
 from worker.artifact import ModelArtifact
 from worker.decoding import DecodingLimits
-from worker.detectors import MonitorConfig
+from worker.detectors.monitor import MonitorConfig
 from worker.pipeline import BatchProcessor
-from worker.scoring import Scorer
 from worker.state_codec import StateCodec
 from worker.state_store import RedisStateStore
 
@@ -55,12 +54,12 @@ def processor(servers: LocalServers, trained_artifact: ModelArtifact) -> BatchPr
         "g",
         trained_artifact.model_version,
     )
-    baseline = trained_artifact.baseline
-    config = MonitorConfig(
-        50, 10, 1e-4, 20.0, 2e-4, baseline.reference_errors, baseline.quantile(0.999)
-    )
     return BatchProcessor(
-        Scorer(trained_artifact), store, config, DecodingLimits(64 * 1024, 256 * 256)
+        trained_artifact.scorer(),
+        store,
+        MonitorConfig.from_artifact(trained_artifact, outlier_quantile=0.999),
+        DecodingLimits(64 * 1024, 256 * 256),
+        trained_artifact.model_version,
     )
 
 

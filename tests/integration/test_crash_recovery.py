@@ -81,12 +81,23 @@ def test_ten_sigkills_over_twenty_thousand_events_change_nothing(
         assert state.stats.variance == pytest.approx(expected.stats.variance, rel=1e-5)
         assert state.outliers == expected.outliers
         assert state.window.event_ids == expected.window.event_ids
-        np.testing.assert_allclose(state.window.errors(), expected.window.errors(), rtol=1e-5)
+        np.testing.assert_allclose(
+            state.window.values("error"), expected.window.values("error"), rtol=1e-5
+        )
         assert state.adwin.width == expected.adwin.width
         assert state.adwin.estimation == pytest.approx(expected.adwin.estimation, rel=1e-5)
         assert state.ks.events_since_test == expected.ks.events_since_test
         assert state.ks.episode == expected.ks.episode
         assert state.relative_increase.episode == expected.relative_increase.episode
+        for cusum, expected_cusum in (
+            (state.error_cusum, expected.error_cusum),
+            (state.latent_cusum, expected.latent_cusum),
+        ):
+            assert cusum.upper == pytest.approx(expected_cusum.upper, abs=1e-6)
+            assert cusum.lower == pytest.approx(expected_cusum.lower, abs=1e-6)
+            assert cusum.in_drift == expected_cusum.in_drift
+        np.testing.assert_array_equal(state.latent_mix.counts, expected.latent_mix.counts)
+        assert state.latent_mix.episode == expected.latent_mix.episode
 
     def alerts_by_id(topic: str) -> dict[str, list[tuple[str, str, int]]]:
         found: dict[str, list[tuple[str, str, int]]] = {}

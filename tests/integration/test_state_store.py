@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 import pytest
 import redis
 
 from deploy.local_servers import LocalServers
-from worker.detectors import MonitorConfig
+from tests.detector_fixtures import synthetic_config
 from worker.detectors.monitor import SourceState
 from worker.state_codec import StateCodec
 from worker.state_store import PartitionFenced, RedisStateStore
 
 pytestmark = pytest.mark.integration
 
-CONFIG = MonitorConfig(20, 5, 1e-4, 20.0, 2e-4, np.linspace(0.1, 0.5, 100), 0.49)
+CONFIG, _ = synthetic_config()
 TOPIC = "images"
 
 

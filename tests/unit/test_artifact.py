@@ -11,7 +11,6 @@ import torch
 
 from worker.artifact import ArtifactError, ModelArtifact
 from worker.preprocessing import dataset_to_model_input
-from worker.scoring import Scorer
 
 
 def test_saved_artifact_scores_exactly_like_the_trained_model(
@@ -22,13 +21,13 @@ def test_saved_artifact_scores_exactly_like_the_trained_model(
     loaded = ModelArtifact.load(path)
     assert loaded.model_version == trained_artifact.model_version
     assert loaded.config == trained_artifact.config
-    np.testing.assert_array_equal(
-        loaded.baseline.reference_errors, trained_artifact.baseline.reference_errors
-    )
+    assert loaded.calibration == trained_artifact.calibration
+    for name, values in trained_artifact.baseline.holdout.as_arrays().items():
+        np.testing.assert_array_equal(getattr(loaded.baseline.holdout, name), values)
     sample = list(stream_images.images[:64])
-    np.testing.assert_array_equal(
-        Scorer(loaded).score(sample), Scorer(trained_artifact).score(sample)
-    )
+    original, reloaded = trained_artifact.scorer().score(sample), loaded.scorer().score(sample)
+    for name, values in original.as_arrays().items():
+        np.testing.assert_array_equal(getattr(reloaded, name), values)
 
 
 def test_artifact_records_baseline_and_provenance(trained_artifact: ModelArtifact) -> None:
@@ -37,7 +36,8 @@ def test_artifact_records_baseline_and_provenance(trained_artifact: ModelArtifac
     assert len(metadata["data_sha256"]) == 64
     assert {"torch", "numpy", "python"} <= metadata["library_versions"].keys()
     summary = trained_artifact.baseline.summary()
-    assert summary["size"] == metadata["validation_images"] == 600
+    assert metadata["validation_images"] == 600
+    assert summary["size"] == summary["holdout_size"] == 300  # reference and holdout halves
     assert summary["quantiles"]["0.5"] < summary["quantiles"]["0.999"]
 
 

@@ -11,8 +11,7 @@ from PIL import Image
 from producers.datasets import DatasetError, LabelledImages, load_images, read_idx, write_idx
 from producers.scenarios import SCENARIOS, ScenarioSampler
 from producers.stream import StreamPlan
-from worker.artifact import Preprocessing
-from worker.preprocessing import to_model_input
+from worker.preprocessing import Preprocessing, to_model_input
 
 IMAGES = (np.random.default_rng(0).integers(0, 256, (20, 28, 28))).astype(np.uint8)
 LABELS = (np.arange(20) % 10).astype(np.uint8)

@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from schemas import DriftAlert, ImageEvent, cloudevents_headers
 from schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
+from tests.detector_fixtures import synthetic_config
 from worker.alerts import alert_id, build_alert
 from worker.decoding import DecodingLimits, decode_record
-from worker.detectors.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+from worker.detectors.monitor import DetectorFiring, EventRef, SourceState
 
 LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=1 << 20)
 
@@ -50,18 +51,26 @@ def test_event_built_from_the_json_schema_alone_is_accepted_by_the_worker() -> N
 
 
 def test_alert_from_the_worker_validates_against_the_committed_alert_schema() -> None:
-    reference = np.linspace(0.2, 0.4, 100)
-    config = MonitorConfig(10, 5, 1e-3, 20.0, 0.002, reference, 0.39)
+    config, _ = synthetic_config(window_size=10)
     state = SourceState.fresh(config)
+    signals = {"error": 0.5, "latent_distance": 1.0, "brightness": 0.6}
     for offset in range(12):
         state.stats.update(0.5)
-        state.window.append(0.5, f"e{offset}", 2, offset, 1.7e9 + offset)
+        state.window.append(signals, f"e{offset}", 2, offset, 1.7e9 + offset)
     trigger = EventRef("e11", 2, 11, 1.7e9 + 11)
     alert = build_alert("cam-1", DetectorFiring("ks", 0.9, 0.5, trigger), state, config, "ae-x")
     jsonschema.validate(json.loads(alert.model_dump_json()), load_schema("drift-alert.schema.json"))
     assert alert.window_first_event.offset == 2
     assert alert.window_last_event.offset == 11
-    assert alert.relative_increase == pytest.approx((0.5 - 0.3) / 0.3)
+    reference_mean = config.reference.signal_means["error"]
+    assert alert.relative_increase == pytest.approx((0.5 - reference_mean) / reference_mean)
+    assert alert.direction == "up"
+    brightness = alert.signals["brightness"]
+    assert brightness.current_mean == pytest.approx(0.6)
+    assert brightness.shift_in_std == pytest.approx(
+        (0.6 - config.reference.signal_means["brightness"])
+        / config.reference.signal_stds["brightness"]
+    )
 
 
 def test_alert_ids_are_deterministic_and_distinguish_detector_and_event() -> None:
@@ -95,7 +104,7 @@ def _example_alert_json() -> str:
     stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
     return json.dumps(
         {
-            "schema_version": 1,
+            "schema_version": 2,
             "alert_id": "a",
             "source_id": "s",
             "detector": "ks",
@@ -104,6 +113,10 @@ def _example_alert_json() -> str:
             "reference": stats,
             "current": stats,
             "relative_increase": 0.0,
+            "direction": "up",
+            "signals": {
+                "brightness": {"reference_mean": 0.3, "current_mean": 0.5, "shift_in_std": 2.0}
+            },
             "window_first_event": ref,
             "window_last_event": ref,
             "events_seen": 10,

@@ -15,7 +15,7 @@ from worker.settings import Settings, SettingsError, settings_from_env
         ("FRAMEDRIFT_BATCH_SIZE", "0"),
         ("FRAMEDRIFT_BOOTSTRAP_SERVERS", "no-port-here"),
         ("FRAMEDRIFT_REDIS_URL", "http://wrong-scheme"),
-        ("FRAMEDRIFT_KS_ALPHA", "1.5"),
+        ("FRAMEDRIFT_CUSUM_SLACK", "-1"),
         ("FRAMEDRIFT_STATE_HMAC_KEY", "short"),
         ("FRAMEDRIFT_LOG_FORMAT", "xml"),
     ],

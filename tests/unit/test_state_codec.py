@@ -7,18 +7,17 @@ import pickle
 import numpy as np
 import pytest
 
-from worker.detectors import EventRef, MonitorConfig, SourceMonitor
-from worker.detectors.monitor import SourceState
+from tests.detector_fixtures import feed, synthetic_config
+from worker.detectors.monitor import EventRef, SourceMonitor, SourceState, scored_images
 from worker.state_codec import StateCodec, StateVerificationError
 
 KEY = b"k" * 32
-CONFIG = MonitorConfig(50, 10, 1e-4, 20.0, 2e-4, np.linspace(0.1, 0.5, 500), 0.49)
+CONFIG, HOLDOUT = synthetic_config()
 
 
 def busy_state(rng: np.random.Generator) -> SourceState:
     monitor = SourceMonitor(CONFIG, SourceState.fresh(CONFIG))
-    for offset, error in enumerate(rng.uniform(0.1, 0.5, 300)):
-        monitor.update(float(error), EventRef(f"e{offset}", 1, offset, 1.7e9))
+    feed(monitor, CONFIG, HOLDOUT.take(rng.integers(0, len(HOLDOUT), 300)))
     return monitor.state
 
 
@@ -26,13 +25,15 @@ def test_round_trip_gives_detectors_that_continue_identically(rng: np.random.Gen
     state = busy_state(rng)
     restored = StateCodec(KEY).decode(StateCodec(KEY).encode(state, "src:a"), "src:a")
     assert restored.stats == state.stats
-    np.testing.assert_array_equal(restored.window.errors(), state.window.errors())
-    continuation = rng.uniform(0.3, 0.9, 300)
+    np.testing.assert_array_equal(restored.window.values("error"), state.window.values("error"))
+    continuation = HOLDOUT.take(rng.integers(0, len(HOLDOUT), 300))
+    continuation.error[:] *= 1.5  # drift, so that detectors fire along the way
     original, copy = SourceMonitor(CONFIG, state), SourceMonitor(CONFIG, restored)
-    for offset, error in enumerate(continuation, start=300):
+    for offset, image in enumerate(scored_images(continuation, CONFIG.reference), start=300):
         event = EventRef(f"e{offset}", 1, offset, 1.7e9)
-        assert original.update(float(error), event) == copy.update(float(error), event)
+        assert original.update(image, event) == copy.update(image, event)
     assert original.state.adwin.estimation == copy.state.adwin.estimation
+    assert original.state.error_cusum == copy.state.error_cusum
 
 
 @pytest.mark.parametrize(

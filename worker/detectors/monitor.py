@@ -1,18 +1,23 @@
-"""Runs every detector of one source over its stream of reconstruction errors."""
+"""Runs every detector of one source over its stream of scored images."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
-import numpy as np
-
+from worker.artifact import ModelArtifact
+from worker.calibration import Calibration, DetectorParameters
 from worker.detectors.adwin import AdwinDetector
+from worker.detectors.cusum import Cusum
 from worker.detectors.ks import KSWindowTest
+from worker.detectors.latent_mix import PrototypeMix
+from worker.detectors.reference import ReferenceProfile
 from worker.detectors.relative_increase import RelativeIncreaseRule
 from worker.detectors.running_stats import RunningStats
-from worker.detectors.window import ErrorWindow
+from worker.detectors.window import EventWindow
+from worker.scoring import ImageScores
 
 
 @dataclass(frozen=True)
@@ -25,33 +30,81 @@ class EventRef:
     timestamp: float  # epoch seconds
 
 
+class ScoredImage(NamedTuple):
+    """One image's signals, standard scores included (computed per batch, see pipeline)."""
+
+    error: float
+    error_z: float
+    prototype: int
+    latent_distance: float
+    latent_distance_z: float
+    brightness: float
+    contrast: float
+    sharpness: float
+
+    def window_signals(self) -> dict[str, float]:
+        return {
+            "error": self.error,
+            "latent_distance": self.latent_distance,
+            "brightness": self.brightness,
+            "contrast": self.contrast,
+            "sharpness": self.sharpness,
+        }
+
+
+def scored_images(scores: ImageScores, reference: ReferenceProfile) -> list[ScoredImage]:
+    """A batch's scores as the monitor takes them, standard scores computed for all at once
+
+    (scipy's normal quantile function is slow called per value).
+    """
+    return [
+        ScoredImage(*row)
+        for row in zip(
+            scores.error.tolist(),
+            reference.error_z(scores.error).tolist(),
+            scores.prototype.tolist(),
+            scores.latent_distance.tolist(),
+            reference.latent_distance_z(scores.latent_distance).tolist(),
+            scores.brightness.tolist(),
+            scores.contrast.tolist(),
+            scores.sharpness.tolist(),
+            strict=True,
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
-    """Detector parameters (from settings) and the baseline (from the model artifact)."""
+    """Calibrated detector parameters and the reference they compare against."""
 
-    window_size: int
-    ks_stride: int
-    ks_alpha: float
-    threshold_pct: float
-    adwin_delta: float
-    reference_errors: np.ndarray
-    outlier_threshold: float
+    calibration: Calibration
+    reference: ReferenceProfile
+    outlier_threshold: float  # an error above this baseline quantile counts as an outlier
 
-    @cached_property  # read for every event
-    def baseline_mean(self) -> float:
-        return float(self.reference_errors.mean())
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, outlier_quantile: float) -> MonitorConfig:
+        return cls(
+            artifact.calibration,
+            artifact.reference_profile(),
+            artifact.baseline.quantile(outlier_quantile),
+        )
+
+    @property
+    def parameters(self) -> DetectorParameters:
+        return self.calibration.parameters
+
+    def threshold(self, detector: str) -> float:
+        return self.calibration.thresholds[detector]
 
     @cached_property
     def fingerprint(self) -> str:
-        """Identifies the parameters a stored state was built with."""
-        parameters = (
-            self.window_size,
-            self.ks_stride,
-            self.ks_alpha,
-            self.threshold_pct,
-            self.adwin_delta,
+        """Identifies the parameters and thresholds a stored state was built with."""
+        identity = (
+            sorted(self.parameters.to_dict().items()),
+            sorted(self.calibration.thresholds.items()),
+            self.reference.prototypes,
         )
-        return hashlib.sha256(repr(parameters).encode()).hexdigest()[:16]
+        return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -68,54 +121,75 @@ class SourceState:
 
     config_fingerprint: str
     stats: RunningStats
-    window: ErrorWindow
+    window: EventWindow
     adwin: AdwinDetector
+    error_cusum: Cusum
+    latent_cusum: Cusum
     ks: KSWindowTest
     relative_increase: RelativeIncreaseRule
+    latent_mix: PrototypeMix
     outliers: int = 0
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
+        p = config.parameters
         return cls(
             config_fingerprint=config.fingerprint,
             stats=RunningStats(),
-            window=ErrorWindow(config.window_size),
-            adwin=AdwinDetector(config.adwin_delta),
-            ks=KSWindowTest(stride=config.ks_stride, alpha=config.ks_alpha),
-            relative_increase=RelativeIncreaseRule(config.threshold_pct),
+            window=EventWindow(p.window_size),
+            adwin=AdwinDetector(p.adwin_delta),
+            error_cusum=Cusum(p.cusum_slack, config.threshold("error_cusum"), two_sided=True),
+            # Far from every prototype means new content; closer than usual means nothing.
+            latent_cusum=Cusum(p.cusum_slack, config.threshold("latent_cusum"), two_sided=False),
+            ks=KSWindowTest(stride=p.test_stride, threshold=config.threshold("ks")),
+            relative_increase=RelativeIncreaseRule(config.threshold("relative_increase")),
+            latent_mix=PrototypeMix(
+                window=p.latent_window,
+                stride=p.test_stride,
+                threshold=config.threshold("latent_mix"),
+                prototypes=config.reference.prototypes,
+            ),
         )
 
 
 class SourceMonitor:
-    """Feeds one source's errors to its detectors and reports which fired."""
+    """Feeds one source's images to its detectors and reports which fired."""
 
     def __init__(self, config: MonitorConfig, state: SourceState) -> None:
         self.config = config
         self.state = state
 
-    def update(self, error: float, event: EventRef) -> list[DetectorFiring]:
-        state, config = self.state, self.config
-        state.stats.update(error)
-        state.outliers += error > config.outlier_threshold
-        state.window.append(error, event.event_id, event.partition, event.offset, event.timestamp)
+    def update(self, image: ScoredImage, event: EventRef) -> list[DetectorFiring]:
+        state, reference = self.state, self.config.reference
+        state.stats.update(image.error)
+        state.outliers += image.error > self.config.outlier_threshold
+        state.window.append(
+            image.window_signals(), event.event_id, event.partition, event.offset, event.timestamp
+        )
 
         firings = []
-        if state.adwin.update(error).drift_detected:
-            firings.append(
-                DetectorFiring("adwin", state.adwin.estimation, state.adwin.mean_before, event)
-            )
-        full_window = state.window.error_ring if state.window.is_full else None
+
+        def check(detector: str, fired: bool, statistic: float, threshold: float) -> None:
+            if fired:
+                firings.append(DetectorFiring(detector, statistic, threshold, event))
+
+        cusum = state.error_cusum.update(image.error_z)
+        check("error_cusum", cusum.drift_detected, cusum.statistic, cusum.threshold)
+        novelty = state.latent_cusum.update(image.latent_distance_z)
+        check("latent_cusum", novelty.drift_detected, novelty.statistic, novelty.threshold)
+
+        window = state.window
         # The ring is in slot order, not arrival order; neither the KS test nor a mean cares.
-        if state.ks.update(full_window, config.reference_errors).drift_detected:
-            firings.append(DetectorFiring("ks", state.ks.statistic, state.ks.threshold, event))
+        full_window = window.signal_rings["error"] if window.is_full else None
+        ks = state.ks.update(full_window, reference.sorted_errors)
+        check("ks", ks.drift_detected, ks.statistic, ks.threshold)
         window_mean = float(full_window.mean()) if full_window is not None else None
-        if state.relative_increase.update(window_mean, config.baseline_mean).drift_detected:
-            firings.append(
-                DetectorFiring(
-                    "relative_increase",
-                    state.relative_increase.statistic,
-                    config.threshold_pct,
-                    event,
-                )
-            )
+        rule = state.relative_increase.update(window_mean, reference.signal_means["error"])
+        check("relative_increase", rule.drift_detected, rule.statistic, rule.threshold_pct)
+        mix = state.latent_mix.update(image.prototype, reference.prototype_shares)
+        check("latent_mix", mix.drift_detected, mix.statistic, mix.threshold)
+
+        adwin = state.adwin.update(image.error)
+        # ADWIN's bound depends on its window; the level it left is the useful comparison.
+        check("adwin", adwin.drift_detected, adwin.estimation, adwin.mean_before)
         return firings

@@ -13,8 +13,9 @@ class RelativeIncreaseRule:
 
     The article this product started from (seed 000) compares the reconstruction loss
     of incoming data with the validation loss and alerts above a chosen threshold; its
-    notMNIST example rose by 44%. The window size W is the false-alarm control: the
-    window mean's spread shrinks as 1/√W. One alert per episode, like the KS test.
+    notMNIST example rose by 44%. Here the threshold is not chosen by hand: calibration
+    (`worker/calibration.py`) sets it so that a clean source's window mean crosses it
+    once per its share of the expected run time. One alert per episode, like the KS test.
 
     >>> rule = RelativeIncreaseRule(threshold_pct=20.0)
     >>> rule.update(window_mean=0.30, baseline_mean=0.28).drift_detected

@@ -1,4 +1,4 @@
-"""The last W reconstruction errors of a source, with the events they came from."""
+"""The last W events of a source: their per-image signals and where they came from."""
 
 from __future__ import annotations
 
@@ -6,34 +6,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Per-image signals kept for the window; see `worker.scoring.ImageScores`.
+WINDOW_SIGNALS = ("error", "latent_distance", "brightness", "contrast", "sharpness")
+
 
 @dataclass
-class ErrorWindow:
-    """A ring buffer of the most recent `capacity` errors and their event positions.
+class EventWindow:
+    """Ring buffers of the most recent `capacity` events' signals and positions.
 
-    Shared by the windowed detectors (KS test, relative-increase rule), so the errors
-    are stored once per source.
+    Shared by the windowed detectors (KS test, relative-increase rule) and the alerts,
+    which report how each signal's window mean moved against the baseline.
 
-    >>> window = ErrorWindow(capacity=3)
+    >>> window = EventWindow(capacity=3)
     >>> for offset, error in enumerate([0.1, 0.2, 0.3, 0.4]):
-    ...     window.append(error, f"e{offset}", 0, offset, 0.0)
-    >>> window.errors().tolist(), window.oldest_index(), window.is_full
+    ...     window.append({"error": error}, f"e{offset}", 0, offset, 0.0)
+    >>> window.values("error").tolist(), window.oldest_index(), window.is_full
     ([0.2, 0.3, 0.4], 1, True)
     """
 
     capacity: int
     size: int = 0
     next_slot: int = 0
-    # Parallel rings, one slot per event, in arrival order starting at `oldest_index()`.
-    error_ring: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # One ring per signal and per event coordinate; slot order starts at `oldest_index()`.
+    signal_rings: dict[str, np.ndarray] = field(default_factory=dict)
     offset_ring: np.ndarray = field(default=None)  # type: ignore[assignment]
     partition_ring: np.ndarray = field(default=None)  # type: ignore[assignment]
     timestamp_ring: np.ndarray = field(default=None)  # type: ignore[assignment]  # epoch seconds
     event_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.error_ring is None:
-            self.error_ring = np.zeros(self.capacity, dtype=np.float64)
+        if not self.signal_rings:
+            # Errors in full precision: the KS test ranks them against the baseline.
+            self.signal_rings = {
+                name: np.zeros(self.capacity, np.float64 if name == "error" else np.float32)
+                for name in WINDOW_SIGNALS
+            }
             self.offset_ring = np.zeros(self.capacity, dtype=np.int64)
             self.partition_ring = np.zeros(self.capacity, dtype=np.int32)
             self.timestamp_ring = np.zeros(self.capacity, dtype=np.float64)
@@ -44,10 +51,16 @@ class ErrorWindow:
         return self.size == self.capacity
 
     def append(
-        self, error: float, event_id: str, partition: int, offset: int, timestamp: float
+        self,
+        signals: dict[str, float],
+        event_id: str,
+        partition: int,
+        offset: int,
+        timestamp: float,
     ) -> None:
         slot = self.next_slot
-        self.error_ring[slot] = error
+        for name, value in signals.items():
+            self.signal_rings[name][slot] = value
         self.offset_ring[slot] = offset
         self.partition_ring[slot] = partition
         self.timestamp_ring[slot] = timestamp
@@ -58,8 +71,13 @@ class ErrorWindow:
     def oldest_index(self) -> int:
         return self.next_slot if self.is_full else 0
 
-    def errors(self) -> np.ndarray:
-        """The errors in arrival order (a copy)."""
+    def values(self, signal: str) -> np.ndarray:
+        """One signal's values in arrival order (a copy)."""
+        ring = self.signal_rings[signal]
         if not self.is_full:
-            return self.error_ring[: self.size].copy()
-        return np.roll(self.error_ring, -self.next_slot)
+            return ring[: self.size].copy()
+        return np.roll(ring, -self.next_slot)
+
+    def mean(self, signal: str) -> float:
+        """A signal's mean over the window (any order will do for a mean)."""
+        return float(self.signal_rings[signal][: self.size].mean())

@@ -1,0 +1,54 @@
+"""A synthetic baseline and a real (small) calibration for detector tests without a model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.calibration import DetectorParameters, calibrate
+from worker.detectors.monitor import EventRef, MonitorConfig, SourceMonitor, scored_images
+from worker.detectors.reference import ReferenceProfile
+from worker.scoring import ImageScores
+
+PROTOTYPES = 8
+
+
+def synthetic_scores(rng: np.random.Generator, size: int) -> ImageScores:
+    """Scores shaped like a model's: skewed errors, uneven prototype shares."""
+    shares = np.linspace(1.0, 3.0, PROTOTYPES)
+    return ImageScores(
+        error=rng.gamma(9.0, 0.03, size),
+        prototype=rng.choice(PROTOTYPES, size, p=shares / shares.sum()),
+        latent_distance=rng.gamma(4.0, 0.5, size),
+        brightness=rng.normal(0.3, 0.05, size),
+        contrast=rng.normal(0.35, 0.04, size),
+        sharpness=rng.gamma(5.0, 0.04, size),
+    )
+
+
+def synthetic_config(ert: int = 100_000, **parameters: float) -> tuple[MonitorConfig, ImageScores]:
+    """A calibrated config and the holdout scores it was calibrated on."""
+    rng = np.random.default_rng(123)
+    reference, holdout = synthetic_scores(rng, 2000), synthetic_scores(rng, 2000)
+    defaults = {
+        "window_size": 100,
+        "test_stride": 10,
+        "latent_window": 200,
+        "cusum_slack": 0.5,
+        "adwin_delta": 2e-4,
+    }
+    detector_parameters = DetectorParameters(ert=ert, **{**defaults, **parameters})
+    profile = ReferenceProfile(reference, PROTOTYPES)
+    calibration = calibrate(profile, holdout, detector_parameters, simulated_events=2_000_000)
+    outlier_threshold = float(np.quantile(reference.error, 0.999))
+    return MonitorConfig(calibration, profile, outlier_threshold), holdout
+
+
+def feed(
+    monitor: SourceMonitor, config: MonitorConfig, scores: ImageScores, start: int = 0
+) -> list[tuple[int, str]]:
+    """Runs the images through the monitor; returns (offset, detector) of every firing."""
+    fired = []
+    for offset, image in enumerate(scored_images(scores, config.reference), start=start):
+        for firing in monitor.update(image, EventRef(f"e{offset}", 0, offset, 0.0)):
+            fired.append((offset, firing.detector))
+    return fired

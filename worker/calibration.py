@@ -1,0 +1,273 @@
+"""Sets every detector's threshold so that a clean source alarms once per `ert` events.
+
+Why simulate: a per-test p-value says nothing about how often a detector that tests
+every few events, on overlapping windows, raises a false alarm on a long clean stream.
+The expected run time (ERT: mean events between false alarms) does, and it is the one
+knob users set (`FRAMEDRIFT_ERT`).
+
+How:
+1. Clean streams are drawn, with replacement, from the *holdout* half of the baseline
+   scores; the detectors compare against the *reference* half. So the simulation sees
+   what live data sees: a fresh sample of clean images against a finite reference.
+2. Each calibrated detector's statistic is computed over all streams at once (numpy),
+   exactly as `worker/detectors/` computes it per event, and its false-alarm episodes
+   are counted as a function of the threshold. An episode is what pages someone: the
+   first alarm after the detector re-armed (see `EpisodeLatch`, `Cusum`).
+3. The combination: alarm rates add up at worst, so each of the calibrated detectors
+   gets an equal share of the budget 1/ERT left after ADWIN's measured rate. The
+   combined run length is then at least the ERT; `framedrift evaluate` measures it.
+4. Near the target the episode count is small and noisy, so the threshold is read
+   from a log-linear fit of the counts around it rather than from the raw step.
+
+The result travels in the model artifact, with the parameters it holds for; a worker
+whose settings differ recalibrates at start-up (deterministic, a few seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from river.drift import ADWIN
+
+from worker.detectors.ks import ks_distance_of_sorted
+from worker.detectors.latent_mix import chi_square
+from worker.detectors.reference import ReferenceProfile
+from worker.scoring import ImageScores
+
+CALIBRATED_DETECTORS = ("error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix")
+STREAM_LENGTH = 25_000  # events per simulated stream; many windows long, so burn-in is small
+ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event in Python: measure, not tune
+
+
+@dataclass(frozen=True)
+class DetectorParameters:
+    """The settings a calibration depends on."""
+
+    ert: int
+    window_size: int
+    test_stride: int
+    latent_window: int
+    cusum_slack: float
+    adwin_delta: float
+
+    def __post_init__(self) -> None:
+        if self.latent_window % self.test_stride:
+            raise ValueError("latent_window must be a multiple of test_stride")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    parameters: DetectorParameters
+    thresholds: dict[str, float]  # detector -> threshold on its statistic
+    detector_ert: float  # the run length each calibrated detector was set to
+    adwin_alarms: int  # ADWIN's false alarms on `adwin_events` simulated clean events
+    adwin_events: int
+    simulated_events: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "parameters": self.parameters.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        return cls(**{**data, "parameters": DetectorParameters(**data["parameters"])})
+
+
+def calibrate(
+    profile: ReferenceProfile,
+    holdout: ImageScores,
+    parameters: DetectorParameters,
+    simulated_events: int = 10_000_000,
+    seed: int = 0,
+) -> Calibration:
+    """Thresholds for `parameters`, from clean streams resampled out of `holdout`."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    streams = max(1, simulated_events // STREAM_LENGTH)
+    rows = rng.integers(0, len(holdout), size=(streams, STREAM_LENGTH), dtype=np.int32)
+
+    adwin_events = min(ADWIN_MEASURED_EVENTS, rows.size)
+    adwin_alarms = _adwin_alarms(holdout.error[rows.ravel()[:adwin_events]], parameters)
+    budget = 1.0 / parameters.ert - adwin_alarms / adwin_events
+    if budget <= 0.5 / parameters.ert:
+        raise ValueError(
+            f"ADWIN alone (delta {parameters.adwin_delta}) raised {adwin_alarms} false alarms "
+            f"in {adwin_events} clean events, over half the budget of ERT {parameters.ert}; "
+            "lower adwin_delta"
+        )
+    detector_rate = budget / len(CALIBRATED_DETECTORS)
+
+    episode_counters = {
+        "error_cusum": lambda: _cusum_excursions(
+            profile.error_z(holdout.error)[rows], parameters.cusum_slack, two_sided=True
+        ),
+        "latent_cusum": lambda: _cusum_excursions(
+            profile.latent_distance_z(holdout.latent_distance)[rows],
+            parameters.cusum_slack,
+            two_sided=False,
+        ),
+        "ks": lambda: _upcrossings(
+            _ks_statistics(profile, holdout, rows, parameters), parameters.test_stride
+        ),
+        "relative_increase": lambda: _upcrossings(
+            _relative_increase_statistics(profile, holdout.error[rows], parameters.window_size)
+        ),
+        "latent_mix": lambda: _upcrossings(
+            _latent_mix_statistics(profile, holdout.prototype[rows], parameters),
+            parameters.test_stride,
+        ),
+    }
+    thresholds = {}
+    for detector, count_episodes in episode_counters.items():
+        episodes, opportunities = count_episodes()
+        thresholds[detector] = _threshold_for_rate(episodes, detector_rate * opportunities)
+    return Calibration(
+        parameters=parameters,
+        thresholds=thresholds,
+        detector_ert=1.0 / detector_rate,
+        adwin_alarms=adwin_alarms,
+        adwin_events=adwin_events,
+        simulated_events=int(rows.size),
+        seconds=time.perf_counter() - started,
+    )
+
+
+class EpisodeCounts:
+    """How many false-alarm episodes a threshold h would give: a step function of h."""
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        # Each episode candidate fires for every h in [start, end).
+        self.starts = np.sort(starts)
+        self.ends = np.sort(ends)
+
+    def __call__(self, thresholds: np.ndarray) -> np.ndarray:
+        started = np.searchsorted(self.starts, thresholds, side="right")
+        ended = np.searchsorted(self.ends, thresholds, side="right")
+        return started - ended
+
+
+def _upcrossings(statistics: np.ndarray, events_per_test: int = 1) -> tuple[EpisodeCounts, int]:
+    """Episodes of windowed tests (streams × tests): test j fires after a passing test j-1.
+
+    Returns the counts and how many events the tests covered.
+    """
+    previous = np.concatenate([np.full((len(statistics), 1), -np.inf), statistics[:, :-1]], axis=1)
+    rising = statistics > previous
+    return EpisodeCounts(previous[rising], statistics[rising]), statistics.size * events_per_test
+
+
+def _cusum_excursions(z: np.ndarray, slack: float, two_sided: bool) -> tuple[EpisodeCounts, int]:
+    """Episodes of `Cusum`: an excursion of its sums away from zero alarms iff its peak > h."""
+    streams, length = z.shape
+    upper = np.zeros(streams)
+    lower = np.zeros(streams)
+    peak = np.zeros(streams)
+    peaks = []
+    for step in range(length):
+        np.maximum(upper + z[:, step] - slack, 0.0, out=upper)
+        statistic = upper
+        if two_sided:
+            np.maximum(lower - z[:, step] - slack, 0.0, out=lower)
+            statistic = np.maximum(upper, lower)
+        ended = (statistic == 0.0) & (peak > 0.0)
+        if ended.any():
+            peaks.append(peak[ended])
+        peak = np.where(statistic > 0.0, np.maximum(peak, statistic), 0.0)
+    peaks.append(peak[peak > 0.0])
+    all_peaks = np.concatenate(peaks)
+    return EpisodeCounts(np.full(len(all_peaks), -np.inf), all_peaks), z.size
+
+
+def _ks_statistics(
+    profile: ReferenceProfile, holdout: ImageScores, rows: np.ndarray, p: DetectorParameters
+) -> np.ndarray:
+    """KS distance of every simulated test window (streams × tests)."""
+    reference = profile.sorted_errors
+    # Tie-aware ranks: sort by a value id, so equal errors get equal ids.
+    distinct, value_id = np.unique(holdout.error, return_inverse=True)
+    right = np.searchsorted(reference, distinct, side="right")
+    left = np.searchsorted(reference, distinct, side="left")
+    ids = value_id[rows].astype(np.int32)
+    statistics = []
+    for chunk in np.array_split(ids, max(1, len(ids) // 40)):
+        windows = np.sort(
+            sliding_window_view(chunk, p.window_size, axis=1)[:, :: p.test_stride], axis=-1
+        )
+        statistics.append(
+            ks_distance_of_sorted(windows, right[windows], left[windows], len(reference))
+        )
+    return np.concatenate(statistics)
+
+
+def _relative_increase_statistics(
+    profile: ReferenceProfile, errors: np.ndarray, window: int
+) -> np.ndarray:
+    """The rule's statistic at every event with a full window (streams × events), in percent."""
+    sums = np.cumsum(errors, axis=1)
+    window_sums = sums[:, window - 1 :] - np.concatenate(
+        [np.zeros((len(sums), 1)), sums[:, :-window]], axis=1
+    )
+    baseline = profile.signal_means["error"]
+    return 100.0 * (window_sums / window - baseline) / baseline
+
+
+def _latent_mix_statistics(
+    profile: ReferenceProfile, prototypes: np.ndarray, p: DetectorParameters
+) -> np.ndarray:
+    """Chi-square of every simulated test window's prototype counts (streams × tests)."""
+    streams, length = prototypes.shape
+    blocks = length // p.test_stride
+    block_of_event = np.arange(blocks * p.test_stride) // p.test_stride
+    flat = (
+        np.arange(streams)[:, None] * blocks + block_of_event
+    ) * profile.prototypes + prototypes[:, : blocks * p.test_stride]
+    block_counts = np.bincount(
+        flat.ravel(), minlength=streams * blocks * profile.prototypes
+    ).reshape(streams, blocks, profile.prototypes)
+    cumulative = np.concatenate(
+        [np.zeros((streams, 1, profile.prototypes), np.int64), np.cumsum(block_counts, axis=1)],
+        axis=1,
+    )
+    per_window = p.latent_window // p.test_stride
+    window_counts = cumulative[:, per_window:] - cumulative[:, :-per_window]
+    return chi_square(window_counts, profile.prototype_shares)
+
+
+def _adwin_alarms(errors: np.ndarray, parameters: DetectorParameters) -> int:
+    alarms = 0
+    for stream in np.array_split(errors, max(1, len(errors) // STREAM_LENGTH)):
+        adwin = ADWIN(delta=parameters.adwin_delta)
+        for error in stream.tolist():
+            adwin.update(error)
+            alarms += adwin.drift_detected
+    return alarms
+
+
+def _threshold_for_rate(episodes: EpisodeCounts, target: float) -> float:
+    """The threshold at which `target` episodes are expected, smoothing the noisy tail.
+
+    log(episodes) is close to linear in the threshold over a short range, so it is
+    fitted on the thresholds giving between 1/3 and 30 times the target, weighted by
+    the counts (Poisson), and solved for the target.
+    """
+    candidates = np.unique(np.concatenate([episodes.starts, episodes.ends]))
+    candidates = candidates[np.isfinite(candidates)]
+    grid = np.linspace(candidates.min(), candidates.max(), 4000)
+    counts = episodes(grid)
+    # Far below the usual level a statistic rarely goes, so it rarely crosses upward
+    # there either: only the upper tail, above the busiest threshold, is wanted.
+    upper_tail = grid >= grid[np.argmax(counts)]
+    near = upper_tail & (counts >= target / 3.0) & (counts <= target * 30.0)
+    if near.sum() >= 10:
+        slope, intercept = np.polyfit(grid[near], np.log(counts[near]), 1, w=np.sqrt(counts[near]))
+        if slope < 0:
+            return float((np.log(target) - intercept) / slope)
+    # Too few episodes to fit: the smallest threshold whose count is at or below target.
+    return float(grid[np.argmax(upper_tail & (counts <= target))])
