@@ -12,7 +12,7 @@ $(INSTALLED): pyproject.toml
 	# The CPU build of torch first: with it in place, pip keeps it for the `torch` range
 	# in pyproject.toml instead of fetching a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,eval]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -6,9 +6,13 @@ The expected run time (ERT: mean events between false alarms) does, and it is th
 knob users set (`FRAMEDRIFT_ERT`).
 
 How:
-1. Clean streams are drawn, with replacement, from the *holdout* half of the baseline
-   scores; the detectors compare against the *reference* half. So the simulation sees
-   what live data sees: a fresh sample of clean images against a finite reference.
+1. Clean streams are drawn, with replacement, from all the baseline scores (reference
+   and holdout halves of the validation split); the detectors compare against the
+   reference half only. Drawing from the holdout alone would sound purer, but its own
+   sampling error becomes a bias of the simulated clean level: with 300 holdout images
+   its mean error sat 3.6% below the reference's, and the relative-increase threshold
+   came out 5% where clean streams needed 9%. Pooled, that bias halves, and on
+   validation sets of thousands of images it is negligible either way.
 2. Each calibrated detector's statistic is computed over all streams at once (numpy),
    exactly as `worker/detectors/` computes it per event, and its false-alarm episodes
    are counted as a function of the threshold. An episode is what pages someone: the
@@ -87,14 +91,15 @@ def calibrate(
     simulated_events: int = 10_000_000,
     seed: int = 0,
 ) -> Calibration:
-    """Thresholds for `parameters`, from clean streams resampled out of `holdout`."""
+    """Thresholds for `parameters`, from clean streams resampled out of the baseline scores."""
     started = time.perf_counter()
+    clean = ImageScores.concatenate([profile.scores, holdout])
     rng = np.random.default_rng(seed)
     streams = max(1, simulated_events // STREAM_LENGTH)
-    rows = rng.integers(0, len(holdout), size=(streams, STREAM_LENGTH), dtype=np.int32)
+    rows = rng.integers(0, len(clean), size=(streams, STREAM_LENGTH), dtype=np.int32)
 
     adwin_events = min(ADWIN_MEASURED_EVENTS, rows.size)
-    adwin_alarms = _adwin_alarms(holdout.error[rows.ravel()[:adwin_events]], parameters)
+    adwin_alarms = _adwin_alarms(clean.error[rows.ravel()[:adwin_events]], parameters)
     budget = 1.0 / parameters.ert - adwin_alarms / adwin_events
     if budget <= 0.5 / parameters.ert:
         raise ValueError(
@@ -106,21 +111,22 @@ def calibrate(
 
     episode_counters = {
         "error_cusum": lambda: _cusum_excursions(
-            profile.error_z(holdout.error)[rows], parameters.cusum_slack, two_sided=True
+            profile.error_z(clean.error)[rows], parameters.cusum_slack, two_sided=True
         ),
         "latent_cusum": lambda: _cusum_excursions(
-            profile.latent_distance_z(holdout.latent_distance)[rows],
+            profile.latent_distance_z(clean.latent_distance)[rows],
             parameters.cusum_slack,
             two_sided=False,
         ),
         "ks": lambda: _upcrossings(
-            _ks_statistics(profile, holdout, rows, parameters), parameters.test_stride
+            _ks_statistics(profile, clean, rows, parameters), parameters.test_stride
         ),
         "relative_increase": lambda: _upcrossings(
-            _relative_increase_statistics(profile, holdout.error[rows], parameters.window_size)
+            _relative_increase_statistics(profile, clean.error[rows], parameters),
+            parameters.test_stride,
         ),
         "latent_mix": lambda: _upcrossings(
-            _latent_mix_statistics(profile, holdout.prototype[rows], parameters),
+            _latent_mix_statistics(profile, clean.prototype[rows], parameters),
             parameters.test_stride,
         ),
     }
@@ -186,12 +192,12 @@ def _cusum_excursions(z: np.ndarray, slack: float, two_sided: bool) -> tuple[Epi
 
 
 def _ks_statistics(
-    profile: ReferenceProfile, holdout: ImageScores, rows: np.ndarray, p: DetectorParameters
+    profile: ReferenceProfile, clean: ImageScores, rows: np.ndarray, p: DetectorParameters
 ) -> np.ndarray:
     """KS distance of every simulated test window (streams × tests)."""
     reference = profile.sorted_errors
     # Tie-aware ranks: sort by a value id, so equal errors get equal ids.
-    distinct, value_id = np.unique(holdout.error, return_inverse=True)
+    distinct, value_id = np.unique(clean.error, return_inverse=True)
     right = np.searchsorted(reference, distinct, side="right")
     left = np.searchsorted(reference, distinct, side="left")
     ids = value_id[rows].astype(np.int32)
@@ -207,15 +213,16 @@ def _ks_statistics(
 
 
 def _relative_increase_statistics(
-    profile: ReferenceProfile, errors: np.ndarray, window: int
+    profile: ReferenceProfile, errors: np.ndarray, p: DetectorParameters
 ) -> np.ndarray:
-    """The rule's statistic at every event with a full window (streams × events), in percent."""
+    """The rule's statistic at every simulated test (streams × tests), in percent."""
+    window = p.window_size
     sums = np.cumsum(errors, axis=1)
     window_sums = sums[:, window - 1 :] - np.concatenate(
         [np.zeros((len(sums), 1)), sums[:, :-window]], axis=1
     )
     baseline = profile.signal_means["error"]
-    return 100.0 * (window_sums / window - baseline) / baseline
+    return 100.0 * (window_sums[:, :: p.test_stride] / window - baseline) / baseline
 
 
 def _latent_mix_statistics(

@@ -1,8 +1,9 @@
 """The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, schema.
 
 This is the composition root. It is the one module of `worker/` that reaches into
-`producers/` and `deploy/` (for `train`'s dataset readers, `produce` and `demo`), and
-it imports them inside the subcommand, so the running service never loads them.
+`producers/`, `deploy/` and `bench/` (for `train`'s dataset readers, `produce`, `demo`
+and `evaluate`), and it imports them inside the subcommand, so the running service
+never loads them.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(retrain=args.retrain)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from bench import evaluate
+
+    return evaluate.main(args.evaluate_arguments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from producers import cli as producer_cli
     from producers.datasets import SAMPLE_DATA_DIR
@@ -171,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="local servers, a model, drifting sources, alerts")
     demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
     demo.set_defaults(handler=_demo)
+
+    # Its options live with it in bench/evaluate.py (`framedrift evaluate --help`).
+    evaluation = commands.add_parser(
+        "evaluate",
+        help="detection delays and false alarms over many replayed scenarios",
+        add_help=False,
+    )
+    evaluation.add_argument("evaluate_arguments", nargs=argparse.REMAINDER)
+    evaluation.set_defaults(handler=_evaluate)
 
     schema = commands.add_parser("schema", help="write the JSON Schema files into schemas/json")
     schema.add_argument("--check", action="store_true", help="only check they are up to date")

@@ -36,8 +36,8 @@ def test_artifact_records_baseline_and_provenance(trained_artifact: ModelArtifac
     assert len(metadata["data_sha256"]) == 64
     assert {"torch", "numpy", "python"} <= metadata["library_versions"].keys()
     summary = trained_artifact.baseline.summary()
-    assert metadata["validation_images"] == 600
-    assert summary["size"] == summary["holdout_size"] == 300  # reference and holdout halves
+    assert metadata["validation_images"] == 1200
+    assert summary["size"] == summary["holdout_size"] == 600  # reference and holdout halves
     assert summary["quantiles"]["0.5"] < summary["quantiles"]["0.999"]
 
 

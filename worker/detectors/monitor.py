@@ -142,7 +142,9 @@ class SourceState:
             # Far from every prototype means new content; closer than usual means nothing.
             latent_cusum=Cusum(p.cusum_slack, config.threshold("latent_cusum"), two_sided=False),
             ks=KSWindowTest(stride=p.test_stride, threshold=config.threshold("ks")),
-            relative_increase=RelativeIncreaseRule(config.threshold("relative_increase")),
+            relative_increase=RelativeIncreaseRule(
+                config.threshold("relative_increase"), stride=p.test_stride
+            ),
             latent_mix=PrototypeMix(
                 window=p.latent_window,
                 stride=p.test_stride,

@@ -25,14 +25,18 @@ class RelativeIncreaseRule:
     """
 
     threshold_pct: float
+    stride: int = 1  # evaluate every this many events, like the KS test
+    events_since_test: int = 0
     statistic: float = 0.0  # the window's increase over the baseline, in percent
     episode: EpisodeLatch = field(default_factory=EpisodeLatch)
 
     def update(self, window_mean: float | None, baseline_mean: float) -> RelativeIncreaseRule:
-        """Evaluate the rule on a full window's mean; None (window not yet full) is a no-op."""
-        if window_mean is None:
-            self.episode.quiet()
+        """Count one event; evaluate on a full window's mean (None: not yet full) when due."""
+        self.episode.quiet()
+        self.events_since_test += 1
+        if window_mean is None or self.events_since_test < self.stride:
             return self
+        self.events_since_test = 0
         self.statistic = 100.0 * (window_mean - baseline_mean) / baseline_mean
         self.episode.observe(self.statistic > self.threshold_pct)
         return self

@@ -1,0 +1,475 @@
+"""`framedrift evaluate`: how fast each kind of drift is caught, and how often clean streams alarm.
+
+Replays scenarios through the worker's own scoring (`ModelArtifact.scorer`'s model,
+latent map and image statistics) and detector code (`SourceMonitor`), without Kafka:
+every image of a scenario's pool is scored once, then many single-source streams with
+different seeds are drawn from the pools and fed event by event.
+
+Model: the autoencoder trained on Fashion-MNIST split A (70% of the training images,
+seed 42, as in seed 004), calibrated to the configured ERT; it is trained on first use
+and cached in `artifacts/fashion-mnist-a.pt`.
+
+Outputs in `--out` (default `bench/results/evaluation/`): `evaluation.json`,
+`evaluation.md` (the tables), `traces.png` (an error trace per scenario with onset and
+alarms), `reconstructions.png` (inputs and reconstructions, clean and drifted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from producers.datasets import DatasetError, LabelledImages, load_images
+from producers.scenarios import ScenarioParameters, ScenarioSampler
+from worker.artifact import ModelArtifact
+from worker.calibration import CALIBRATED_DETECTORS
+from worker.detectors.monitor import (
+    EventRef,
+    MonitorConfig,
+    SourceMonitor,
+    SourceState,
+    scored_images,
+)
+from worker.model import AutoencoderConfig
+from worker.preprocessing import dataset_to_model_input
+from worker.scoring import ImageScores, score_inputs
+from worker.settings import settings_from_env
+from worker.training import TrainingPlan, train_autoencoder
+
+DETECTORS = (*CALIBRATED_DETECTORS, "adwin")
+SNEAKER = 7  # Fashion-MNIST's label for sneakers
+DEFAULT_MODEL = Path("artifacts/fashion-mnist-a.pt")
+DEFAULT_OUT = Path("bench/results/evaluation")
+DATA_HELP = (
+    "the folder with fashion-mnist/, mnist/ and notmnist/ as gzipped IDX files "
+    "(in this project's checkout: ../shared/data; Fashion-MNIST is also the Debian "
+    "package dataset-fashion-mnist)"
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    clean_pool: str  # where the events before the onset come from
+    drifted_pool: str  # where drifted events come from
+    ramp: int = 0  # events over which the drifted share grows from 0 to 1 (gradual drift)
+    drop_sneakers: bool = False  # label shift: 90% of sneakers never arrive
+
+
+SCENARIOS = (
+    Scenario("covariate", "seed 004's B_shift: 7×7 and back, brightness +0.1", "b_raw", "b_shift"),
+    Scenario(
+        "label-shift", "seed 004: 90% of sneakers dropped", "b_raw", "b_raw", drop_sneakers=True
+    ),
+    Scenario("noise-0.5", "Gaussian noise σ 0.5, clipped (seed 000)", "test", "noise_0_5"),
+    Scenario("noise-0.1", "Gaussian noise σ 0.1, clipped (mild)", "test", "noise_0_1"),
+    Scenario("novel-mnist", "MNIST digits instead of clothes", "test", "mnist"),
+    Scenario("novel-notmnist", "notMNIST letters instead of clothes", "test", "notmnist"),
+    Scenario("blur", "Gaussian blur, radius 1.5 px", "test", "blur"),
+    Scenario("brightness", "brightness +0.3", "test", "brightness"),
+    Scenario("occlusion", "a grey patch over a quarter of the image", "test", "occlusion"),
+    Scenario(
+        "gradual-covariate",
+        "B_shift's share ramps 0 → 100% over 4,000 events",
+        "b_raw",
+        "b_shift",
+        ramp=4000,
+    ),
+)
+CLEAN_POOLS = {"test": "Fashion-MNIST test set", "b_raw": "seed 004's B_raw (30% split)"}
+
+
+@dataclass
+class Pools:
+    """Scored images per pool, the labels where known, and a few images for the figures."""
+
+    scores: dict[str, ImageScores]
+    labels: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+
+
+def seed_004_split(train: LabelledImages) -> tuple[np.ndarray, np.ndarray]:
+    """Seed 004's A/B split: a 70/30 permutation of the training images with seed 42."""
+    order = np.random.default_rng(42).permutation(len(train))
+    cut = round(0.7 * len(train))
+    return order[:cut], order[cut:]
+
+
+def load_data(data: Path) -> dict[str, LabelledImages]:
+    try:
+        return {
+            "train": load_images(data / "fashion-mnist/train-images-idx3-ubyte.gz"),
+            "test": load_images(data / "fashion-mnist/t10k-images-idx3-ubyte.gz"),
+            "mnist": load_images(data / "mnist/t10k-images-idx3-ubyte.gz"),
+            "notmnist": load_images(data / "notmnist/t10k-images-idx3-ubyte.gz"),
+        }
+    except DatasetError as error:
+        raise SystemExit(f"framedrift evaluate needs {DATA_HELP}: {error}") from error
+
+
+def fashion_model(data: dict[str, LabelledImages], path: Path, epochs: int) -> ModelArtifact:
+    """The model trained on split A, calibrated for the current settings; cached at `path`."""
+    parameters = settings_from_env().detector_parameters()
+    if path.is_file():
+        artifact = ModelArtifact.load(path)
+        if artifact.calibration.parameters != parameters:
+            print("recalibrating the cached model for the current settings", file=sys.stderr)
+            artifact = artifact.recalibrated(parameters)
+            artifact.save(path)
+        return artifact
+    split_a, _ = seed_004_split(data["train"])
+    print(f"training on Fashion-MNIST split A ({len(split_a)} images)", file=sys.stderr)
+    artifact = train_autoencoder(
+        data["train"].images[split_a],
+        AutoencoderConfig(),
+        TrainingPlan(epochs=epochs),
+        parameters,
+        source_description="Fashion-MNIST train, seed 004 split A (70%, seed 42)",
+    )
+    artifact.save(path)
+    return artifact
+
+
+def build_pools(artifact: ModelArtifact, data: dict[str, LabelledImages]) -> Pools:
+    """Every pool's images, transformed where the scenario says so, scored once."""
+    _, split_b = seed_004_split(data["train"])
+    b_raw = LabelledImages(data["train"].images[split_b], data["train"].labels[split_b])
+    test = data["test"]
+
+    def transformed(source: LabelledImages, scenario: str, **parameters: float) -> np.ndarray:
+        sampler = ScenarioSampler(
+            scenario, source, np.random.default_rng(7), parameters=ScenarioParameters(**parameters)
+        )
+        return np.stack([sampler.transform(image) for image in source.images])
+
+    raw_pools = {
+        "test": test.images,
+        "b_raw": b_raw.images,
+        "b_shift": transformed(b_raw, "covariate"),
+        "noise_0_5": transformed(test, "noise", noise_sigma=0.5),
+        "noise_0_1": transformed(test, "noise", noise_sigma=0.1),
+        "mnist": data["mnist"].images,
+        "notmnist": data["notmnist"].images,
+        "blur": transformed(test, "blur"),
+        "brightness": transformed(test, "brightness"),
+        "occlusion": transformed(test, "occlusion"),
+    }
+    model = artifact.build_model()
+    scores = {}
+    for name, images in tqdm(raw_pools.items(), desc="scoring pools", unit="pool"):
+        inputs = dataset_to_model_input(images, artifact.preprocessing)
+        scores[name] = score_inputs(model, artifact.latent_map, inputs)
+    labels = {"b_raw": b_raw.labels, "test": test.labels}
+    return Pools(scores, labels, {name: images[:8] for name, images in raw_pools.items()})
+
+
+def replay(config: MonitorConfig, scores: ImageScores) -> list[tuple[int, str]]:
+    """One source's stream through a fresh monitor: (event index, detector) of each alarm."""
+    monitor = SourceMonitor(config, SourceState.fresh(config))
+    alarms = []
+    for index, image in enumerate(scored_images(scores, config.reference)):
+        for firing in monitor.update(image, EventRef("", 0, index, 0.0)):
+            alarms.append((index, firing.detector))
+    return alarms
+
+
+def drifted_stream(
+    scenario: Scenario, pools: Pools, rng: np.random.Generator, onset: int, length: int
+) -> ImageScores:
+    clean = pools.scores[scenario.clean_pool]
+    drifted = pools.scores[scenario.drifted_pool]
+    before = rng.integers(0, len(clean), onset)
+    if scenario.drop_sneakers:
+        keep = np.where(pools.labels[scenario.drifted_pool] == SNEAKER, 0.1, 1.0)
+        after = rng.choice(len(drifted), length - onset, p=keep / keep.sum())
+    else:
+        after = rng.integers(0, len(drifted), length - onset)
+    stream = ImageScores.concatenate([clean.take(before), drifted.take(after)])
+    if scenario.ramp:
+        # Before the ramp completes, each event is drifted with probability t / ramp.
+        steps = np.arange(length - onset)
+        still_clean = rng.random(length - onset) >= np.minimum(1.0, (steps + 1) / scenario.ramp)
+        replacements = clean.take(rng.integers(0, len(clean), int(still_clean.sum())))
+        for name, values in stream.as_arrays().items():
+            values[onset:][still_clean] = getattr(replacements, name)
+    return stream
+
+
+def delays_summary(delays: list[int | None]) -> dict[str, float | None]:
+    found = [delay for delay in delays if delay is not None]
+    return {
+        "detection_rate": len(found) / len(delays),
+        "median_delay": float(np.median(found)) if found else None,
+        "p90_delay": float(np.percentile(found, 90)) if found else None,
+    }
+
+
+def evaluate(
+    artifact: ModelArtifact,
+    pools: Pools,
+    runs: int,
+    clean_events: int,
+    onset: int,
+    horizon: int,
+) -> dict:
+    config = MonitorConfig.from_artifact(artifact, outlier_quantile=0.999)
+    results: dict = {"clean": {}, "drift": {}, "traces": {}}
+    total_jobs = len(CLEAN_POOLS) * runs + len(SCENARIOS) * runs
+    progress = tqdm(total=total_jobs, desc="replaying streams", unit="stream")
+
+    clean_alarms: dict[str, int] = defaultdict(int)
+    clean_total = 0
+    for pool, description in CLEAN_POOLS.items():
+        alarms_here: dict[str, int] = defaultdict(int)
+        first_alarms = []
+        for run in range(runs):
+            rng = np.random.default_rng(1000 + run)
+            stream = pools.scores[pool].take(rng.integers(0, len(pools.scores[pool]), clean_events))
+            alarms = replay(config, stream)
+            first_alarms.append(alarms[0][0] if alarms else None)
+            for _, detector in alarms:
+                alarms_here[detector] += 1
+                clean_alarms[detector] += 1
+            progress.update()
+        events = runs * clean_events
+        clean_total += events
+        results["clean"][pool] = {
+            "description": description,
+            "events": events,
+            "false_alarms": sum(alarms_here.values()),
+            "false_alarms_by_detector": dict(alarms_here),
+            "false_alarms_per_100k": 1e5 * sum(alarms_here.values()) / events,
+            "runs_with_an_alarm": sum(first is not None for first in first_alarms),
+        }
+    all_alarms = sum(clean_alarms.values())
+    results["clean"]["all"] = {
+        "events": clean_total,
+        "false_alarms": all_alarms,
+        "false_alarms_per_100k": 1e5 * all_alarms / clean_total,
+        # Renewal estimate: every alarm re-arms the detectors, so events per alarm is the
+        # mean run length between false alarms.
+        "run_length": clean_total / all_alarms if all_alarms else None,
+        "run_length_by_detector": {
+            detector: (clean_total / clean_alarms[detector] if clean_alarms[detector] else None)
+            for detector in DETECTORS
+        },
+    }
+
+    for scenario in SCENARIOS:
+        first_any: list[int | None] = []
+        first_by: dict[str, list[int | None]] = {detector: [] for detector in DETECTORS}
+        pre_onset_alarms = 0
+        for run in range(runs):
+            rng = np.random.default_rng(2000 + run)
+            stream = drifted_stream(scenario, pools, rng, onset, onset + horizon)
+            alarms = replay(config, stream)
+            pre_onset_alarms += sum(index < onset for index, _ in alarms)
+            after = [(index - onset, detector) for index, detector in alarms if index >= onset]
+            first_any.append(after[0][0] if after else None)
+            for detector in DETECTORS:
+                first_by[detector].append(next((d for d, name in after if name == detector), None))
+            if run == 0:
+                results["traces"][scenario.name] = {
+                    "error": stream.error.tolist(),
+                    "alarms": alarms,
+                }
+            progress.update()
+        results["drift"][scenario.name] = {
+            "description": scenario.description,
+            **delays_summary(first_any),
+            "by_detector": {detector: delays_summary(first_by[detector]) for detector in DETECTORS},
+            "alarms_before_onset": pre_onset_alarms,
+        }
+    progress.close()
+    results["parameters"] = {
+        "runs": runs,
+        "clean_events_per_run": clean_events,
+        "onset": onset,
+        "horizon": horizon,
+        "calibration": artifact.calibration.to_dict(),
+        "model_version": artifact.model_version,
+    }
+    return results
+
+
+def _delay(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def markdown_table(results: dict) -> str:
+    calibration = results["parameters"]["calibration"]
+    ert = calibration["parameters"]["ert"]
+    clean = results["clean"]
+    setup = results["parameters"]
+    lines = [
+        f"ERT {ert:,} events; {setup['runs']} runs per scenario, onset at event "
+        f"{setup['onset']:,}, {setup['horizon']:,} events after it.",
+        "",
+        "| scenario | detected | median delay | p90 delay | first to fire (median delay) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in results["drift"].items():
+        fastest = sorted(
+            (
+                (summary["median_delay"], detector)
+                for detector, summary in row["by_detector"].items()
+                if summary["median_delay"] is not None and summary["detection_rate"] >= 0.5
+            )
+        )[:2]
+        fastest_text = ", ".join(f"{detector} ({_delay(delay)})" for delay, detector in fastest)
+        lines.append(
+            f"| {name} | {row['detection_rate']:.0%} | {_delay(row['median_delay'])} | "
+            f"{_delay(row['p90_delay'])} | {fastest_text or '–'} |"
+        )
+    lines += [
+        "",
+        "| clean stream | events | false alarms | per 100,000 events |",
+        "| --- | --- | --- | --- |",
+    ]
+    for pool, row in clean.items():
+        if pool == "all":
+            continue
+        lines.append(
+            f"| {row['description']} | {row['events']:,} | {row['false_alarms']} | "
+            f"{row['false_alarms_per_100k']:.2f} |"
+        )
+    everything = clean["all"]
+    run_length = everything["run_length"]
+    lines += [
+        f"| all clean streams | {everything['events']:,} | {everything['false_alarms']} | "
+        f"{everything['false_alarms_per_100k']:.2f} |",
+        "",
+        f"Measured run length between false alarms, all detectors: "
+        f"{'no alarm' if run_length is None else f'{run_length:,.0f} events'} (ERT {ert:,}).",
+        "",
+        "| detector | threshold | calibrated to ERT | clean run length measured |",
+        "| --- | --- | --- | --- |",
+    ]
+    for detector in DETECTORS:
+        measured = everything["run_length_by_detector"][detector]
+        measured_text = (
+            f"> {everything['events']:,} (no alarm)" if measured is None else f"{measured:,.0f}"
+        )
+        if detector == "adwin":
+            delta = calibration["parameters"]["adwin_delta"]
+            threshold, target = f"delta {delta}", "not tuned (measured)"
+        else:
+            threshold = f"{calibration['thresholds'][detector]:.4f}"
+            target = f"{calibration['detector_ert']:,.0f}"
+        lines.append(f"| {detector} | {threshold} | {target} | {measured_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_traces(results: dict, onset: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces = results["traces"]
+    columns = 2
+    rows = -(-len(traces) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(13, 2.4 * rows), sharex=True)
+    colours = dict(zip(DETECTORS, plt.cm.tab10.colors, strict=False))
+    for axis, (name, trace) in zip(axes.ravel(), traces.items(), strict=False):
+        error = np.array(trace["error"])
+        axis.plot(error, lw=0.3, color="0.6")
+        smooth = np.convolve(error, np.ones(50) / 50, mode="valid")
+        axis.plot(np.arange(49, len(error)), smooth, lw=1.0, color="0.1")
+        axis.axvline(onset, color="red", lw=1.0, ls="--")
+        for index, detector in trace["alarms"]:
+            axis.axvline(index, color=colours[detector], lw=1.2, alpha=0.9)
+        delay = results["drift"][name]["median_delay"]
+        axis.set_title(f"{name}: median delay {_delay(delay)} events", fontsize=9)
+        axis.set_ylabel("error (BCE)", fontsize=8)
+    for axis in axes.ravel()[len(traces) :]:
+        axis.set_visible(False)
+    handles = [plt.Line2D([], [], color=colours[d], lw=2, label=d) for d in DETECTORS]
+    handles.append(plt.Line2D([], [], color="red", ls="--", label="onset"))
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    figure.suptitle("Reconstruction error of one run per scenario; vertical lines: alarms")
+    figure.tight_layout(rect=(0, 0.04, 1, 0.97))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_reconstructions(artifact: ModelArtifact, pools: Pools, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["test", "b_shift", "noise_0_5", "mnist", "notmnist", "blur", "brightness", "occlusion"]
+    model = artifact.build_model()
+    figure, axes = plt.subplots(len(names), 12, figsize=(12, 1.1 * len(names)))
+    for row, name in enumerate(names):
+        inputs = dataset_to_model_input(pools.images[name][:6], artifact.preprocessing)
+        with torch.inference_mode():
+            reconstructions = model(inputs)[0]
+        for column in range(6):
+            for offset, tensor in ((0, inputs), (6, reconstructions)):
+                axis = axes[row, column + offset]
+                axis.imshow(tensor[column, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+                axis.set_xticks([])
+                axis.set_yticks([])
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", fontsize=8)
+    axes[0, 0].set_title("inputs", fontsize=8, loc="left")
+    axes[0, 6].set_title("reconstructions", fontsize=8, loc="left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="framedrift evaluate", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help=DATA_HELP)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--runs", type=int, default=20, help="streams per scenario")
+    parser.add_argument("--clean-events", type=int, default=50_000, help="events per clean stream")
+    parser.add_argument("--onset", type=int, default=2000, help="clean events before drift")
+    parser.add_argument("--horizon", type=int, default=6000, help="events after the onset")
+    parser.add_argument("--epochs", type=int, default=4, help="when the model is trained")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    data = load_data(args.data)
+    artifact = fashion_model(data, args.model, args.epochs)
+    pools = build_pools(artifact, data)
+    results = evaluate(artifact, pools, args.runs, args.clean_events, args.onset, args.horizon)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results)
+    (args.out / "evaluation.md").write_text(table)
+    traces = results.pop("traces")
+    (args.out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_traces({**results, "traces": traces}, args.onset, args.out / "traces.png")
+    plot_reconstructions(artifact, pools, args.out / "reconstructions.png")
+    print(table)
+    print(
+        f"wrote {args.out}/evaluation.{{json,md}}, traces.png, reconstructions.png "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
