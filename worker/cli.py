@@ -204,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_before_work)
     from worker.artifact import ArtifactError  # imports torch: after the handler
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unparsed = parser.parse_known_args(argv)
+    if args.command == "evaluate":
+        args.evaluate_arguments = unparsed + args.evaluate_arguments
+    elif unparsed:
+        parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
     try:
         return int(args.handler(args))
     except (SettingsError, ArtifactError) as error:
