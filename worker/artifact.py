@@ -24,7 +24,7 @@ from worker.model import AutoencoderConfig, ConvAutoencoder
 from worker.preprocessing import Preprocessing
 from worker.scoring import ImageScores, Scorer
 
-ARTIFACT_FORMAT = 2  # 2: latent map, baseline scores and calibration
+ARTIFACT_FORMAT = 3  # 2: latent map, baseline scores and calibration; 3: one baseline set
 BASELINE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 
@@ -34,35 +34,29 @@ class ArtifactError(ValueError):
 
 @dataclass(frozen=True)
 class Baseline:
-    """Scores of held-out validation images: what 'no drift' looks like.
+    """Scores of the held-out validation images: what 'no drift' looks like.
 
-    Split in two halves at training time: detectors compare live sources against
-    `reference`; calibration simulates clean streams from `holdout`, so it sees a
-    fresh clean sample against a finite reference, as live data does.
+    Detectors compare live sources against all of them, and calibration simulates
+    clean streams from them (see `worker/calibration.py` for how it accounts for the
+    reference being a finite sample).
     """
 
-    reference: ImageScores
-    holdout: ImageScores
-
-    @property
-    def reference_errors(self) -> np.ndarray:
-        return np.sort(self.reference.error)
+    scores: ImageScores
 
     @property
     def mean(self) -> float:
-        return float(self.reference.error.mean())
+        return float(self.scores.error.mean())
 
     @property
     def std(self) -> float:
-        return float(self.reference.error.std(ddof=1))
+        return float(self.scores.error.std(ddof=1))
 
     def quantile(self, level: float) -> float:
-        return float(np.quantile(self.reference.error, level))
+        return float(np.quantile(self.scores.error, level))
 
     def summary(self) -> dict[str, Any]:
         return {
-            "size": len(self.reference),
-            "holdout_size": len(self.holdout),
+            "size": len(self.scores),
             "mean": self.mean,
             "std": self.std,
             "quantiles": {str(level): self.quantile(level) for level in BASELINE_QUANTILES},
@@ -96,11 +90,11 @@ class ModelArtifact:
         return Scorer(self.build_model(), self.latent_map, self.preprocessing, torch_threads)
 
     def reference_profile(self) -> ReferenceProfile:
-        return ReferenceProfile(self.baseline.reference, self.latent_map.size)
+        return ReferenceProfile(self.baseline.scores, self.latent_map.size)
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:
         """This artifact with thresholds for `parameters` (a few seconds of simulation)."""
-        calibration = calibrate(self.reference_profile(), self.baseline.holdout, parameters)
+        calibration = calibrate(self.reference_profile(), parameters)
         return replace(self, calibration=calibration)
 
     def save(self, path: Path) -> None:
@@ -119,8 +113,7 @@ class ModelArtifact:
                 name: torch.from_numpy(getattr(self.latent_map, name))
                 for name in ("mean", "components", "prototypes")
             },
-            "reference_scores": _scores_to_tensors(self.baseline.reference),
-            "holdout_scores": _scores_to_tensors(self.baseline.holdout),
+            "baseline_scores": _scores_to_tensors(self.baseline.scores),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
@@ -147,10 +140,7 @@ class ModelArtifact:
             latent_map=LatentMap(
                 **{name: tensor.numpy() for name, tensor in payload["latent_map"].items()}
             ),
-            baseline=Baseline(
-                _scores_from_tensors(payload["reference_scores"]),
-                _scores_from_tensors(payload["holdout_scores"]),
-            ),
+            baseline=Baseline(_scores_from_tensors(payload["baseline_scores"])),
             calibration=Calibration.from_dict(manifest["calibration"]),
             metadata=manifest["metadata"],
         )

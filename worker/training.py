@@ -1,9 +1,9 @@
 """`framedrift train`: fits the autoencoder on reference images and records its baseline.
 
 After training: the latent prototypes are fitted on the training codes; the held-out
-validation split is scored and cut in two halves, the reference every detector
-compares a live source against and the holdout calibration simulates clean streams
-from; then the detectors are calibrated (`worker/calibration.py`).
+validation split is scored, and these scores become the baseline every detector
+compares a live source against; then the detectors are calibrated on it
+(`worker/calibration.py`).
 """
 
 from __future__ import annotations
@@ -117,14 +117,10 @@ def train_autoencoder(
 
     latent_map = fit_latent_map(model, training_inputs, plan.seed)
     validation_scores = score_inputs(model, latent_map, validation_inputs)
-    halves = generator.permutation(len(validation_scores))
-    half = len(halves) // 2
-    baseline = Baseline(
-        reference=validation_scores.take(halves[:half]),
-        holdout=validation_scores.take(halves[half:]),
+    baseline = Baseline(validation_scores)
+    calibration = calibrate(
+        ReferenceProfile(validation_scores, latent_map.size), detector_parameters
     )
-    profile = ReferenceProfile(baseline.reference, latent_map.size)
-    calibration = calibrate(profile, baseline.holdout, detector_parameters)
     state_dict = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     digest = weights_digest(state_dict)
     metadata = {
@@ -136,8 +132,6 @@ def train_autoencoder(
         "validation_images": len(validation_index),
         "training": plan.__dict__,
         "validation_loss": validation_loss,
-        "validation_images_reference": len(baseline.reference),
-        "validation_images_holdout": len(baseline.holdout),
         "created": datetime.now(UTC).isoformat(),
         "library_versions": {
             "python": platform.python_version(),

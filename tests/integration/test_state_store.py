@@ -15,7 +15,7 @@ from worker.state_store import PartitionFenced, RedisStateStore
 
 pytestmark = pytest.mark.integration
 
-CONFIG, _ = synthetic_config()
+CONFIG = synthetic_config()
 TOPIC = "images"
 
 

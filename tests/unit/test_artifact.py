@@ -22,8 +22,8 @@ def test_saved_artifact_scores_exactly_like_the_trained_model(
     assert loaded.model_version == trained_artifact.model_version
     assert loaded.config == trained_artifact.config
     assert loaded.calibration == trained_artifact.calibration
-    for name, values in trained_artifact.baseline.holdout.as_arrays().items():
-        np.testing.assert_array_equal(getattr(loaded.baseline.holdout, name), values)
+    for name, values in trained_artifact.baseline.scores.as_arrays().items():
+        np.testing.assert_array_equal(getattr(loaded.baseline.scores, name), values)
     sample = list(stream_images.images[:64])
     original, reloaded = trained_artifact.scorer().score(sample), loaded.scorer().score(sample)
     for name, values in original.as_arrays().items():
@@ -37,7 +37,7 @@ def test_artifact_records_baseline_and_provenance(trained_artifact: ModelArtifac
     assert {"torch", "numpy", "python"} <= metadata["library_versions"].keys()
     summary = trained_artifact.baseline.summary()
     assert metadata["validation_images"] == 1200
-    assert summary["size"] == summary["holdout_size"] == 600  # reference and holdout halves
+    assert summary["size"] == 1200
     assert summary["quantiles"]["0.5"] < summary["quantiles"]["0.999"]
 
 

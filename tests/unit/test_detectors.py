@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.detector_fixtures import feed, synthetic_config
+from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
 from worker.detectors.adwin import AdwinDetector
 from worker.detectors.cusum import Cusum
 from worker.detectors.ks import KSWindowTest, ks_distance
@@ -19,11 +19,11 @@ from worker.detectors.running_stats import RunningStats
 from worker.detectors.window import EventWindow
 from worker.scoring import ImageScores
 
-CONFIG, HOLDOUT = synthetic_config()
+CONFIG = synthetic_config()
 
 
 def clean(rng: np.random.Generator, size: int) -> ImageScores:
-    return HOLDOUT.take(rng.integers(0, len(HOLDOUT), size))
+    return synthetic_scores(rng, size)
 
 
 def first_firings(fired: list[tuple[int, str]]) -> dict[str, int]:
@@ -68,9 +68,9 @@ def test_ks_distance_equals_scipys_statistic_with_and_without_ties(
 
 
 def test_clean_stream_raises_no_alarm_at_a_long_run_time(rng: np.random.Generator) -> None:
-    config, holdout = synthetic_config(ert=2_000_000)
+    config = synthetic_config(ert=2_000_000)
     monitor = SourceMonitor(config, SourceState.fresh(config))
-    assert feed(monitor, config, holdout.take(rng.integers(0, len(holdout), 20_000))) == []
+    assert feed(monitor, config, clean(rng, 20_000)) == []
     assert monitor.state.stats.count == 20_000
 
 
@@ -82,11 +82,11 @@ def test_false_alarms_on_clean_streams_match_the_calibrated_run_time(
     The budget is split by a union bound, so the combination may alarm less often
     than the ERT says, never clearly more.
     """
-    config, holdout = synthetic_config(ert=4_000)
+    config = synthetic_config(ert=4_000)
     alarms = 0
     for _ in range(12):  # separate sources, as a fleet of clean cameras
         monitor = SourceMonitor(config, SourceState.fresh(config))
-        alarms += len(feed(monitor, config, holdout.take(rng.integers(0, len(holdout), 10_000))))
+        alarms += len(feed(monitor, config, clean(rng, 10_000)))
     assert 8 <= alarms <= 45, f"{alarms} false alarms where about 30 are expected"
 
 

@@ -51,7 +51,7 @@ def test_event_built_from_the_json_schema_alone_is_accepted_by_the_worker() -> N
 
 
 def test_alert_from_the_worker_validates_against_the_committed_alert_schema() -> None:
-    config, _ = synthetic_config(window_size=10)
+    config = synthetic_config(window_size=10)
     state = SourceState.fresh(config)
     signals = {"error": 0.5, "latent_distance": 1.0, "brightness": 0.6}
     for offset in range(12):

@@ -7,17 +7,17 @@ import pickle
 import numpy as np
 import pytest
 
-from tests.detector_fixtures import feed, synthetic_config
+from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
 from worker.detectors.monitor import EventRef, SourceMonitor, SourceState, scored_images
 from worker.state_codec import StateCodec, StateVerificationError
 
 KEY = b"k" * 32
-CONFIG, HOLDOUT = synthetic_config()
+CONFIG = synthetic_config()
 
 
 def busy_state(rng: np.random.Generator) -> SourceState:
     monitor = SourceMonitor(CONFIG, SourceState.fresh(CONFIG))
-    feed(monitor, CONFIG, HOLDOUT.take(rng.integers(0, len(HOLDOUT), 300)))
+    feed(monitor, CONFIG, synthetic_scores(rng, 300))
     return monitor.state
 
 
@@ -26,7 +26,7 @@ def test_round_trip_gives_detectors_that_continue_identically(rng: np.random.Gen
     restored = StateCodec(KEY).decode(StateCodec(KEY).encode(state, "src:a"), "src:a")
     assert restored.stats == state.stats
     np.testing.assert_array_equal(restored.window.values("error"), state.window.values("error"))
-    continuation = HOLDOUT.take(rng.integers(0, len(HOLDOUT), 300))
+    continuation = synthetic_scores(rng, 300)
     continuation.error[:] *= 1.5  # drift, so that detectors fire along the way
     original, copy = SourceMonitor(CONFIG, state), SourceMonitor(CONFIG, restored)
     for offset, image in enumerate(scored_images(continuation, CONFIG.reference), start=300):
