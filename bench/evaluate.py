@@ -105,14 +105,20 @@ def seed_004_split(train: LabelledImages) -> tuple[np.ndarray, np.ndarray]:
     return order[:cut], order[cut:]
 
 
-def load_data(data: Path) -> dict[str, LabelledImages]:
+DATASETS = {
+    "train": "fashion-mnist/train-images-idx3-ubyte.gz",
+    "test": "fashion-mnist/t10k-images-idx3-ubyte.gz",
+    "mnist": "mnist/t10k-images-idx3-ubyte.gz",
+    "mnist_train": "mnist/train-images-idx3-ubyte.gz",
+    "notmnist": "notmnist/t10k-images-idx3-ubyte.gz",
+}
+
+
+def load_data(
+    data: Path, names: tuple[str, ...] = ("train", "test", "mnist", "notmnist")
+) -> dict[str, LabelledImages]:
     try:
-        return {
-            "train": load_images(data / "fashion-mnist/train-images-idx3-ubyte.gz"),
-            "test": load_images(data / "fashion-mnist/t10k-images-idx3-ubyte.gz"),
-            "mnist": load_images(data / "mnist/t10k-images-idx3-ubyte.gz"),
-            "notmnist": load_images(data / "notmnist/t10k-images-idx3-ubyte.gz"),
-        }
+        return {name: load_images(data / DATASETS[name]) for name in names}
     except DatasetError as error:
         raise SystemExit(f"framedrift evaluate needs {DATA_HELP}: {error}") from error
 
@@ -214,6 +220,41 @@ def delays_summary(delays: list[int | None]) -> dict[str, float | None]:
     }
 
 
+def replay_scenario(
+    config: MonitorConfig,
+    pools: Pools,
+    scenario: Scenario,
+    runs: int,
+    onset: int,
+    horizon: int,
+    progress: tqdm,
+) -> tuple[dict, dict]:
+    """Detection rate and delays of `runs` streams drifting at `onset`; the first run's trace."""
+    first_any: list[int | None] = []
+    first_by: dict[str, list[int | None]] = {detector: [] for detector in DETECTORS}
+    pre_onset_alarms = 0
+    trace: dict = {}
+    for run in range(runs):
+        rng = np.random.default_rng(2000 + run)
+        stream = drifted_stream(scenario, pools, rng, onset, onset + horizon)
+        alarms = replay(config, stream)
+        pre_onset_alarms += sum(index < onset for index, _ in alarms)
+        after = [(index - onset, detector) for index, detector in alarms if index >= onset]
+        first_any.append(after[0][0] if after else None)
+        for detector in DETECTORS:
+            first_by[detector].append(next((d for d, name in after if name == detector), None))
+        if run == 0:
+            trace = {"error": stream.error.tolist(), "alarms": alarms}
+        progress.update()
+    summary = {
+        "description": scenario.description,
+        **delays_summary(first_any),
+        "by_detector": {detector: delays_summary(first_by[detector]) for detector in DETECTORS},
+        "alarms_before_onset": pre_onset_alarms,
+    }
+    return summary, trace
+
+
 def evaluate(
     artifact: ModelArtifact,
     pools: Pools,
@@ -266,30 +307,9 @@ def evaluate(
     }
 
     for scenario in SCENARIOS:
-        first_any: list[int | None] = []
-        first_by: dict[str, list[int | None]] = {detector: [] for detector in DETECTORS}
-        pre_onset_alarms = 0
-        for run in range(runs):
-            rng = np.random.default_rng(2000 + run)
-            stream = drifted_stream(scenario, pools, rng, onset, onset + horizon)
-            alarms = replay(config, stream)
-            pre_onset_alarms += sum(index < onset for index, _ in alarms)
-            after = [(index - onset, detector) for index, detector in alarms if index >= onset]
-            first_any.append(after[0][0] if after else None)
-            for detector in DETECTORS:
-                first_by[detector].append(next((d for d, name in after if name == detector), None))
-            if run == 0:
-                results["traces"][scenario.name] = {
-                    "error": stream.error.tolist(),
-                    "alarms": alarms,
-                }
-            progress.update()
-        results["drift"][scenario.name] = {
-            "description": scenario.description,
-            **delays_summary(first_any),
-            "by_detector": {detector: delays_summary(first_by[detector]) for detector in DETECTORS},
-            "alarms_before_onset": pre_onset_alarms,
-        }
+        summary, trace = replay_scenario(config, pools, scenario, runs, onset, horizon, progress)
+        results["drift"][scenario.name] = summary
+        results["traces"][scenario.name] = trace
     progress.close()
     results["parameters"] = {
         "runs": runs,

@@ -1,14 +1,15 @@
-"""The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, schema.
+"""The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, seeds, schema.
 
 This is the composition root. It is the one module of `worker/` that reaches into
-`producers/`, `deploy/` and `bench/` (for `train`'s dataset readers, `produce`, `demo`
-and `evaluate`), and it imports them inside the subcommand, so the running service
-never loads them.
+`producers/`, `deploy/` and `bench/` (for `train`'s dataset readers, `produce`, `demo`,
+`evaluate` and `seeds`), and it imports them inside the subcommand, so the running
+service never loads them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from pathlib import Path
@@ -127,10 +128,16 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(retrain=args.retrain)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from bench import evaluate
+# Commands whose options live with their code in bench/ (`framedrift evaluate --help`).
+BENCH_COMMANDS = {
+    "evaluate": ("bench.evaluate", "detection delays and false alarms over replayed scenarios"),
+    "seeds": ("bench.seeds", "rerun the seed documents' experiments, our figures beside theirs"),
+}
 
-    return evaluate.main(args.evaluate_arguments)
+
+def _bench(args: argparse.Namespace) -> int:
+    module = importlib.import_module(BENCH_COMMANDS[args.command][0])
+    return int(module.main(args.bench_arguments))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,14 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
     demo.set_defaults(handler=_demo)
 
-    # Its options live with it in bench/evaluate.py (`framedrift evaluate --help`).
-    evaluation = commands.add_parser(
-        "evaluate",
-        help="detection delays and false alarms over many replayed scenarios",
-        add_help=False,
-    )
-    evaluation.add_argument("evaluate_arguments", nargs=argparse.REMAINDER)
-    evaluation.set_defaults(handler=_evaluate)
+    for name, (_, description) in BENCH_COMMANDS.items():
+        bench = commands.add_parser(name, help=description, add_help=False)
+        bench.add_argument("bench_arguments", nargs=argparse.REMAINDER)
+        bench.set_defaults(handler=_bench)
 
     schema = commands.add_parser("schema", help="write the JSON Schema files into schemas/json")
     schema.add_argument("--check", action="store_true", help="only check they are up to date")
@@ -206,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args, unparsed = parser.parse_known_args(argv)
-    if args.command == "evaluate":
-        args.evaluate_arguments = unparsed + args.evaluate_arguments
+    if args.command in BENCH_COMMANDS:
+        # REMAINDER misses options that look like this parser's; the bench parser reads all.
+        args.bench_arguments = unparsed + args.bench_arguments
     elif unparsed:
         parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
     try:
