@@ -39,6 +39,7 @@ from worker.detectors.monitor import (
     SourceState,
     scored_images,
 )
+from worker.detectors.window import WINDOW_SIGNALS
 from worker.model import AutoencoderConfig
 from worker.preprocessing import dataset_to_model_input
 from worker.scoring import ImageScores, score_inputs
@@ -231,6 +232,7 @@ def replay_scenario(
     first_by: dict[str, list[int | None]] = {detector: [] for detector in DETECTORS}
     pre_onset_alarms = 0
     trace: dict = {}
+    signal_shifts: dict[str, float] = {}
     for run in range(runs):
         rng = np.random.default_rng(2000 + run)
         stream = drifted_stream(scenario, pools, rng, onset, onset + horizon)
@@ -242,12 +244,21 @@ def replay_scenario(
             first_by[detector].append(next((d for d, name in after if name == detector), None))
         if run == 0:
             trace = {"error": stream.error.tolist(), "alarms": alarms}
+            fully_drifted = stream.take(slice(onset + scenario.ramp, None))
+            signal_shifts = {
+                name: config.reference.shift_in_std(
+                    name, float(getattr(fully_drifted, name).mean())
+                )
+                for name in WINDOW_SIGNALS
+            }
         progress.update()
     summary = {
         "description": scenario.description,
         **delays_summary(first_any),
         "by_detector": {detector: delays_summary(first_by[detector]) for detector in DETECTORS},
         "alarms_before_onset": pre_onset_alarms,
+        # What an alert's `signals` report once its window holds only drifted images.
+        "signal_shifts_in_std": signal_shifts,
     }
     return summary, trace
 
@@ -348,6 +359,18 @@ def markdown_table(results: dict) -> str:
             f"| {name} | {row['detection_rate']:.0%} | {_delay(row['median_delay'])} | "
             f"{_delay(row['p90_delay'])} | {fastest_text or '–'} |"
         )
+    lines += [
+        "",
+        "How each signal's mean moved under drift, in standard deviations of the baseline "
+        "images (what alerts report as `signals`):",
+        "",
+        f"| scenario | {' | '.join(name.replace('_', ' ') for name in WINDOW_SIGNALS)} |",
+        f"| --- |{' --- |' * len(WINDOW_SIGNALS)}",
+    ]
+    for name, row in results["drift"].items():
+        shifts = row["signal_shifts_in_std"]
+        cells = " | ".join(f"{shifts[signal]:+.2f}" for signal in WINDOW_SIGNALS)
+        lines.append(f"| {name} | {cells} |")
     lines += [
         "",
         "| clean stream | events | false alarms | per 100,000 events |",

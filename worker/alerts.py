@@ -50,8 +50,7 @@ def build_alert(
         name: SignalShift(
             reference_mean=reference.signal_means[name],
             current_mean=window.mean(name),
-            shift_in_std=(window.mean(name) - reference.signal_means[name])
-            / max(reference.signal_stds[name], 1e-12),
+            shift_in_std=reference.shift_in_std(name, window.mean(name)),
         )
         for name in WINDOW_SIGNALS
     }

@@ -55,6 +55,10 @@ class ReferenceProfile:
     def signal_stds(self) -> dict[str, float]:
         return {name: float(getattr(self.scores, name).std(ddof=1)) for name in WINDOW_SIGNALS}
 
+    def shift_in_std(self, signal: str, mean: float) -> float:
+        """How far a mean of `signal` sits from the reference's, in reference image stds."""
+        return (mean - self.signal_means[signal]) / max(self.signal_stds[signal], 1e-12)
+
     def error_z(self, errors: np.ndarray) -> np.ndarray:
         return standard_scores(errors, self.sorted_errors)
 
