@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint format schema bench clean
+.PHONY: install demo test unit integration lint format schema bench evaluate seeds clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ schema: install
 
 bench: install
 	$(BIN)/python -m bench.throughput
+
+# Detection quality and the seeds' experiments: need the datasets in ../shared/data.
+evaluate: install
+	$(BIN)/framedrift evaluate
+
+seeds: install
+	$(BIN)/framedrift seeds
 
 clean:
 	rm -rf $(VENV) artifacts bench/results .pytest_cache .ruff_cache *.egg-info
