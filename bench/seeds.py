@@ -27,6 +27,7 @@ from tqdm import tqdm
 from bench.evaluate import (
     DATA_HELP,
     SCENARIOS,
+    SNEAKER,
     build_pools,
     fashion_model,
     load_data,
@@ -230,7 +231,7 @@ def seed_004(data: Path, runs: int) -> str:
         [
             sampler.transform(image)
             for image, label, kept in zip(b_raw, labels[split_b], keep, strict=True)
-            if label != 7 or kept
+            if label != SNEAKER or kept
         ]
     )
 
