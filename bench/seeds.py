@@ -61,7 +61,9 @@ class Row:
 def print_table(title: str, rows: list[Row], notes: list[str]) -> str:
     lines = [f"## {title}", "", "| measure | ours | seed |", "| --- | --- | --- |"]
     lines += [f"| {row.measure} | {row.ours} | {row.seed} |" for row in rows]
-    lines += ["", *notes, ""]
+    for note in notes:
+        lines += ["", note]
+    lines.append("")
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -147,7 +149,7 @@ def seed_003(data: Path) -> str:
         "MSE (the seed's loss)": ((reconstructions - inputs) ** 2).flatten(1).mean(1).numpy(),
         "BCE (the worker's error)": reconstruction_error(reconstructions, inputs).numpy(),
     }
-    rows = [Row("images (1s + 3s)", f"{len(ones)} + {len(threes)}", "6,742 + 67")]
+    rows = [Row("images (1s + 3s)", f"{len(ones):,} + {len(threes)}", "6,742 + 67")]
     for name, values in errors.items():
         flagged = values >= np.quantile(values, 0.999)
         threes_flagged = int((labels[flagged] == 3).sum())
