@@ -16,10 +16,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from worker.settings import SettingsError, settings_from_env
-
 if TYPE_CHECKING:
     from worker.calibration import Calibration
+    from worker.settings import Settings
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -41,12 +40,20 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings() -> Settings:
+    # Imported here, not at the top: even pydantic takes a quarter of a second, and
+    # `main` must install its SIGTERM handler before anything slow runs.
+    from worker.settings import settings_from_env
+
+    return settings_from_env()
+
+
 def _train(args: argparse.Namespace) -> int:
     from producers.datasets import load_images
     from worker.model import AutoencoderConfig
     from worker.training import TrainingPlan, train_autoencoder
 
-    settings = settings_from_env()
+    settings = _settings()
     output = args.out or settings.model_path
     dataset = load_images(args.data)
     images = dataset.images[: args.limit] if args.limit else dataset.images
@@ -94,7 +101,7 @@ def _print_calibration(calibration: Calibration) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     from worker.artifact import ModelArtifact
 
-    settings = settings_from_env()
+    settings = _settings()
     path = args.model or settings.model_path
     artifact = ModelArtifact.load(path).recalibrated(settings.detector_parameters())
     artifact.save(path)
@@ -106,7 +113,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _produce(args: argparse.Namespace) -> int:
     from producers import cli as producer_cli
 
-    settings = settings_from_env()
+    settings = _settings()
     sent = producer_cli.run(args, settings.bootstrap_servers, settings.input_topic)
     print(f"sent {sum(sent.values())} events to {settings.input_topic} from {len(sent)} sources")
     return 0
@@ -116,7 +123,7 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.log import configure_logging
     from worker.service import DriftWorker
 
-    settings = settings_from_env()
+    settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     DriftWorker(settings).run()
     return 0
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     # exit, not a kill; the worker loop installs its own finish-the-batch handler later.
     signal.signal(signal.SIGTERM, _exit_before_work)
     from worker.artifact import ArtifactError  # imports torch: after the handler
+    from worker.settings import SettingsError
 
     parser = build_parser()
     args, unparsed = parser.parse_known_args(argv)

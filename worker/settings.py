@@ -7,12 +7,15 @@ value fails at start-up with a message that names the setting (`settings_from_en
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.calibration import DetectorParameters
+if TYPE_CHECKING:
+    # Calibration pulls in numpy, river and torch: seconds of imports. Settings stay
+    # light so that the command line installs its SIGTERM handler before any of that.
+    from worker.calibration import DetectorParameters
 
 ENV_PREFIX = "FRAMEDRIFT_"
 
@@ -151,6 +154,8 @@ class Settings(BaseSettings):
         return self
 
     def detector_parameters(self) -> DetectorParameters:
+        from worker.calibration import DetectorParameters
+
         return DetectorParameters(
             ert=self.ert,
             window_size=self.window_size,
