@@ -49,6 +49,7 @@ from worker.training import TrainingPlan, train_autoencoder
 DETECTORS = (*CALIBRATED_DETECTORS, "adwin")
 SNEAKER = 7  # Fashion-MNIST's label for sneakers
 DEFAULT_MODEL = Path("artifacts/fashion-mnist-a.pt")
+DEFAULT_EPOCHS = 4
 DEFAULT_OUT = Path("bench/results/evaluation")
 DATA_HELP = (
     "the folder with fashion-mnist/, mnist/ and notmnist/ as gzipped IDX files "
@@ -124,24 +125,44 @@ def load_data(
         raise SystemExit(f"framedrift evaluate needs {DATA_HELP}: {error}") from error
 
 
-def fashion_model(data: dict[str, LabelledImages], path: Path, epochs: int) -> ModelArtifact:
-    """The model trained on split A, calibrated for the current settings; cached at `path`."""
+def cached_model(
+    path: Path, images: np.ndarray, plan: TrainingPlan, description: str
+) -> ModelArtifact:
+    """A model trained on `images`, calibrated for the current settings; cached at `path`."""
     parameters = settings_from_env().detector_parameters()
     if path.is_file():
         # Calibrated afresh (seconds), so that the figures are those of this version's
         # calibration code, whichever version trained the cached model.
         return ModelArtifact.load(path).recalibrated(parameters)
-    split_a, _ = seed_004_split(data["train"])
-    print(f"training on Fashion-MNIST split A ({len(split_a)} images)", file=sys.stderr)
+    print(f"training on {description} ({len(images)} images)", file=sys.stderr)
     artifact = train_autoencoder(
-        data["train"].images[split_a],
-        AutoencoderConfig(),
-        TrainingPlan(epochs=epochs),
-        parameters,
-        source_description="Fashion-MNIST train, seed 004 split A (70%, seed 42)",
+        images, AutoencoderConfig(), plan, parameters, source_description=description
     )
     artifact.save(path)
     return artifact
+
+
+def fashion_model(
+    data: dict[str, LabelledImages], path: Path = DEFAULT_MODEL, epochs: int = DEFAULT_EPOCHS
+) -> ModelArtifact:
+    """The model trained on seed 004's split A."""
+    split_a, _ = seed_004_split(data["train"])
+    return cached_model(
+        path,
+        data["train"].images[split_a],
+        TrainingPlan(epochs=epochs),
+        "Fashion-MNIST train, seed 004 split A (70%, seed 42)",
+    )
+
+
+def transformed(
+    source: LabelledImages, scenario: str, seed: int = 7, **parameters: float
+) -> np.ndarray:
+    """Every image of `source` through one scenario's transform (`producers/scenarios.py`)."""
+    sampler = ScenarioSampler(
+        scenario, source, np.random.default_rng(seed), parameters=ScenarioParameters(**parameters)
+    )
+    return np.stack([sampler.transform(image) for image in source.images])
 
 
 def build_pools(artifact: ModelArtifact, data: dict[str, LabelledImages]) -> Pools:
@@ -149,13 +170,6 @@ def build_pools(artifact: ModelArtifact, data: dict[str, LabelledImages]) -> Poo
     _, split_b = seed_004_split(data["train"])
     b_raw = LabelledImages(data["train"].images[split_b], data["train"].labels[split_b])
     test = data["test"]
-
-    def transformed(source: LabelledImages, scenario: str, **parameters: float) -> np.ndarray:
-        sampler = ScenarioSampler(
-            scenario, source, np.random.default_rng(7), parameters=ScenarioParameters(**parameters)
-        )
-        return np.stack([sampler.transform(image) for image in source.images])
-
     raw_pools = {
         "test": test.images,
         "b_raw": b_raw.images,
@@ -486,7 +500,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-events", type=int, default=50_000, help="events per clean stream")
     parser.add_argument("--onset", type=int, default=2000, help="clean events before drift")
     parser.add_argument("--horizon", type=int, default=6000, help="events after the onset")
-    parser.add_argument("--epochs", type=int, default=4, help="when the model is trained")
+    parser.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help="when the model is trained"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,22 +29,23 @@ from bench.evaluate import (
     SCENARIOS,
     SNEAKER,
     build_pools,
+    cached_model,
     fashion_model,
     load_data,
     replay_scenario,
     seed_004_split,
+    transformed,
 )
 from producers.datasets import LabelledImages
-from producers.scenarios import ScenarioParameters, ScenarioSampler
 from worker.artifact import ModelArtifact
 from worker.detectors.monitor import MonitorConfig
-from worker.model import AutoencoderConfig, reconstruction_error
+from worker.model import reconstruction_error
 from worker.preprocessing import dataset_to_model_input
-from worker.settings import settings_from_env
-from worker.training import TrainingPlan, score_dataset, train_autoencoder
+from worker.training import TrainingPlan, score_dataset
 
 SEEDS = ("000", "003", "004")
 MNIST_MODEL = Path("artifacts/mnist.pt")
+ONES_AND_THREES_MODEL = Path("artifacts/mnist-ones-threes.pt")
 KL_BINS = 50  # of the mean-pixel histograms; the seed does not say how many it used
 KL_FLOOR = 1e-10  # added to empty histogram bins so that log(p / q) stays finite
 
@@ -69,46 +70,18 @@ def print_table(title: str, rows: list[Row], notes: list[str]) -> str:
     return text
 
 
-def _train_cached(
-    path: Path | None, images: np.ndarray, plan: TrainingPlan, description: str
-) -> ModelArtifact:
-    if path is not None and path.is_file():
-        return ModelArtifact.load(path)
-    print(f"training on {description} ({len(images)} images)", file=sys.stderr)
-    artifact = train_autoencoder(
-        images,
-        AutoencoderConfig(),
-        plan,
-        settings_from_env().detector_parameters(),
-        source_description=description,
-    )
-    if path is not None:
-        artifact.save(path)
-    return artifact
-
-
 def mean_error(artifact: ModelArtifact, images: np.ndarray) -> float:
     inputs = dataset_to_model_input(images, artifact.preprocessing)
     return float(score_dataset(artifact.build_model(), inputs).mean())
 
 
-def noisy(images: np.ndarray, sigma: float) -> np.ndarray:
-    sampler = ScenarioSampler(
-        "noise",
-        LabelledImages(images, np.zeros(len(images), int)),
-        np.random.default_rng(0),
-        parameters=ScenarioParameters(noise_sigma=sigma),
-    )
-    return np.stack([sampler.transform(image) for image in images])
-
-
 def seed_000(data: Path) -> str:
     mnist = load_data(data, ("mnist_train", "mnist", "notmnist"))
-    artifact = _train_cached(
+    artifact = cached_model(
         MNIST_MODEL, mnist["mnist_train"].images, TrainingPlan(epochs=3), "MNIST train"
     )
     clean = mean_error(artifact, mnist["mnist"].images)
-    noise = mean_error(artifact, noisy(mnist["mnist"].images, 0.5))
+    noise = mean_error(artifact, transformed(mnist["mnist"], "noise", seed=0, noise_sigma=0.5))
     letters = mean_error(artifact, mnist["notmnist"].images)
 
     def increase(value: float) -> str:
@@ -139,7 +112,7 @@ def seed_003(data: Path) -> str:
     chosen = rng.permutation(np.concatenate([ones, threes]))
     images, labels = mnist.images[chosen], mnist.labels[chosen]
     plan = TrainingPlan(epochs=10, seed=42)  # trains on 80% of them, as the seed does
-    artifact = _train_cached(None, images, plan, "MNIST 1s with 1% 3s")
+    artifact = cached_model(ONES_AND_THREES_MODEL, images, plan, "MNIST 1s with 1% 3s")
 
     inputs = dataset_to_model_input(images, artifact.preprocessing)
     model = artifact.build_model()
@@ -227,15 +200,8 @@ def seed_004(data: Path, runs: int) -> str:
     # The seed's B_shift carries both changes: 7×7 and back with brightness +0.1, and
     # 90% of the sneakers removed.
     keep = np.random.default_rng(42).random(len(split_b)) >= 0.9
-    b_labelled = LabelledImages(b_raw, labels[split_b])
-    sampler = ScenarioSampler("covariate", b_labelled, np.random.default_rng(7))
-    b_shift = np.stack(
-        [
-            sampler.transform(image)
-            for image, label, kept in zip(b_raw, labels[split_b], keep, strict=True)
-            if label != SNEAKER or kept
-        ]
-    )
+    b_shift = transformed(LabelledImages(b_raw, labels[split_b]), "covariate")
+    b_shift = b_shift[(labels[split_b] != SNEAKER) | keep]
 
     rows = []
     for name, b, seed_figures in (
@@ -252,7 +218,7 @@ def seed_004(data: Path, runs: int) -> str:
             Row(f"A vs {name}: domain classifier AUC", f"{auc:.4f}", seed_figures[3]),
         ]
 
-    artifact = fashion_model(fashion, Path("artifacts/fashion-mnist-a.pt"), epochs=4)
+    artifact = fashion_model(fashion)
     pools = build_pools(artifact, fashion)
     config = MonitorConfig.from_artifact(artifact, outlier_quantile=0.999)
     onset, horizon = 2000, 6000

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
         200, ge=10, description="W: events in the KS and relative-increase windows."
     )
     test_stride: int = Field(
-        50, ge=1, description="Run the windowed tests (KS, latent mix) every this many events."
+        50,
+        ge=1,
+        description="Run the windowed tests (KS, relative increase, latent mix) every this many "
+        "events.",
     )
     latent_window: int = Field(
         1000, ge=100, description="Events in the latent-prototype mix window (a stride multiple)."

@@ -16,7 +16,7 @@ from worker.detectors.latent_mix import PrototypeMix
 from worker.detectors.reference import ReferenceProfile
 from worker.detectors.relative_increase import RelativeIncreaseRule
 from worker.detectors.running_stats import RunningStats
-from worker.detectors.window import EventWindow
+from worker.detectors.window import WINDOW_SIGNALS, EventWindow
 from worker.scoring import ImageScores
 
 
@@ -43,13 +43,7 @@ class ScoredImage(NamedTuple):
     sharpness: float
 
     def window_signals(self) -> dict[str, float]:
-        return {
-            "error": self.error,
-            "latent_distance": self.latent_distance,
-            "brightness": self.brightness,
-            "contrast": self.contrast,
-            "sharpness": self.sharpness,
-        }
+        return {name: getattr(self, name) for name in WINDOW_SIGNALS}
 
 
 def scored_images(scores: ImageScores, reference: ReferenceProfile) -> list[ScoredImage]:

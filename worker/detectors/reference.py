@@ -1,4 +1,4 @@
-"""What 'no drift' looks like to the detectors: the reference half of the baseline scores."""
+"""What 'no drift' looks like to the detectors: the baseline scores, summarised for them."""
 
 from __future__ import annotations
 
