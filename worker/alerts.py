@@ -73,7 +73,7 @@ def build_alert(
             std_error=float(errors.std(ddof=1)) if len(errors) > 1 else 0.0,
         ),
         relative_increase=(current_mean - reference_mean) / reference_mean,
-        direction="up" if current_mean >= reference_mean else "down",
+        direction=firing.direction or ("up" if current_mean >= reference_mean else "down"),
         signals=signals,
         window_first_event=_event_ref(first),
         window_last_event=_event_ref(firing.trigger),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime
@@ -15,10 +16,16 @@ from pydantic import ValidationError
 
 from schemas import DriftAlert, ImageEvent, cloudevents_headers
 from schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
-from tests.detector_fixtures import synthetic_config
+from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
 from worker.alerts import alert_id, build_alert
 from worker.decoding import DecodingLimits, decode_record
-from worker.detectors.monitor import DetectorFiring, EventRef, SourceState
+from worker.detectors.monitor import (
+    DetectorFiring,
+    EventRef,
+    SourceMonitor,
+    SourceState,
+    scored_images,
+)
 
 LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=1 << 20)
 
@@ -136,3 +143,24 @@ def test_raw_image_without_shape_or_dtype_is_rejected_by_the_model() -> None:
                 "image": {"encoding": "raw", "data": ""},
             }
         )
+
+
+def test_an_error_cusum_alert_says_up_when_the_error_jumps_though_the_window_is_still_low(
+    rng: np.random.Generator,
+) -> None:
+    """A few events into a drift the window still holds the calm before it; the CUSUM knows."""
+    config = synthetic_config()
+    monitor = SourceMonitor(config, SourceState.fresh(config))
+    calm = synthetic_scores(rng, 1000)
+    feed(monitor, config, dataclasses.replace(calm, error=calm.error * 0.9))
+    jump = synthetic_scores(rng, 50)
+    jump = dataclasses.replace(jump, error=jump.error * 1.6)
+    for offset, image in enumerate(scored_images(jump, config.reference), start=1000):
+        firings = monitor.update(image, EventRef(f"e{offset}", 0, offset, 0.0))
+        cusum_firings = [firing for firing in firings if firing.detector == "error_cusum"]
+        if cusum_firings:
+            break
+    assert cusum_firings, "the error CUSUM missed a 60% jump"
+    alert = build_alert("cam-1", cusum_firings[0], monitor.state, config, "ae-x")
+    assert alert.current.mean_error < alert.reference.mean_error  # the lagging window
+    assert alert.direction == "up"

@@ -107,6 +107,10 @@ class DetectorFiring:
     statistic: float
     threshold: float
     trigger: EventRef
+    # Which way the error moved, where the detector itself knows (the error CUSUM).
+    # Otherwise the alert compares the window mean with the baseline, which lags: at a
+    # CUSUM alarm a few events into a drift, the window is still mostly clean.
+    direction: str | None = None
 
 
 @dataclass
@@ -165,12 +169,20 @@ class SourceMonitor:
 
         firings = []
 
-        def check(detector: str, fired: bool, statistic: float, threshold: float) -> None:
+        def check(
+            detector: str,
+            fired: bool,
+            statistic: float,
+            threshold: float,
+            direction: str | None = None,
+        ) -> None:
             if fired:
-                firings.append(DetectorFiring(detector, statistic, threshold, event))
+                firings.append(DetectorFiring(detector, statistic, threshold, event, direction))
 
         cusum = state.error_cusum.update(image.error_z)
-        check("error_cusum", cusum.drift_detected, cusum.statistic, cusum.threshold)
+        check(
+            "error_cusum", cusum.drift_detected, cusum.statistic, cusum.threshold, cusum.direction
+        )
         novelty = state.latent_cusum.update(image.latent_distance_z)
         check("latent_cusum", novelty.drift_detected, novelty.statistic, novelty.threshold)
 
