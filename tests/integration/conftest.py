@@ -60,6 +60,17 @@ class WorkerProcess:
         lines = [line for line in self.log().splitlines() if line.startswith("{")]
         return [event for event in map(json.loads, lines) if event.get("event") == name]
 
+    def owns_partitions(self) -> bool:
+        return any(event["partitions"] for event in self.events("partitions_assigned"))
+
+    def wait_until_owning_partitions(self, timeout: float = 60) -> None:
+        """Start-up takes seconds (imports, model); a joiner owns nothing until it is done."""
+        deadline = time.monotonic() + timeout
+        while not self.owns_partitions():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no partitions assigned within {timeout} s\n{self.log()}")
+            time.sleep(0.1)
+
 
 @dataclass
 class Stack:
