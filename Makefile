@@ -52,4 +52,4 @@ seeds: install
 	$(BIN)/framedrift seeds
 
 clean:
-	rm -rf $(VENV) artifacts bench/results .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) artifacts bench/results build .pytest_cache .ruff_cache *.egg-info

@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from deploy.local_servers import LocalServers
-from producers.datasets import SAMPLE_DATA_DIR, load_images
-from producers.stream import StreamPlan, produce_stream
-from worker.artifact import ModelArtifact
-from worker.model import reconstruction_error
-from worker.preprocessing import dataset_to_model_input, to_model_input
+from framedrift.deploy.local_servers import LocalServers
+from framedrift.producers.datasets import SAMPLE_DATA_DIR, load_images
+from framedrift.producers.stream import StreamPlan, produce_stream
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.model.autoencoder import reconstruction_error
+from framedrift.worker.model.preprocessing import dataset_to_model_input, to_model_input
 
 RESULTS = Path("bench/results/throughput.json")
 PARTITIONS = 4
@@ -100,7 +100,7 @@ def end_to_end(model_path: Path, events: int, batch_size: int, clean) -> dict[st
             "FRAMEDRIFT_HEALTH_PORT": "0",
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"],
+            [sys.executable, "-m", "framedrift.worker.cli", "worker"],
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

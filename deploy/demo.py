@@ -24,13 +24,13 @@ from pathlib import Path
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from deploy.local_servers import LocalServers, free_port
-from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
-from producers.stream import StreamPlan, produce_stream, sequence_of, source_ids
-from schemas.alerts import DriftAlert
-from worker.artifact import ModelArtifact
-from worker.state_codec import StateCodec
-from worker.state_store import RedisStateStore
+from framedrift.deploy.local_servers import LocalServers, free_port
+from framedrift.producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
+from framedrift.producers.stream import StreamPlan, produce_stream, sequence_of, source_ids
+from framedrift.schemas.alerts import DriftAlert
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import RedisStateStore
 
 ARTIFACT_DIR = Path("artifacts")
 DEMO_MODEL = ARTIFACT_DIR / "demo-model.pt"
@@ -59,9 +59,9 @@ _QUIET_AFTER_DONE_S = 2.0
 
 
 def _train_demo_model() -> None:
-    from worker.model import AutoencoderConfig
-    from worker.settings import settings_from_env
-    from worker.training import TrainingPlan, train_autoencoder
+    from framedrift.worker.model.autoencoder import AutoencoderConfig
+    from framedrift.worker.model.training import TrainingPlan, train_autoencoder
+    from framedrift.worker.ops.settings import settings_from_env
 
     reference = load_images(SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz")
     print(f"Training the demo autoencoder on {len(reference)} Fashion-MNIST sample images...")
@@ -135,7 +135,7 @@ def run_demo(retrain: bool = False) -> int:
         WORKER_LOG.parent.mkdir(parents=True, exist_ok=True)
         with WORKER_LOG.open("wb") as worker_log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker"],
+                [sys.executable, "-m", "framedrift.worker.cli", "worker"],
                 env=environment,
                 stdout=worker_log,
                 stderr=subprocess.STDOUT,

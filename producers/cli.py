@@ -7,9 +7,9 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from producers.datasets import SAMPLE_DATA_DIR, load_images
-from producers.scenarios import SCENARIOS, ScenarioParameters
-from producers.stream import StreamPlan, produce_stream
+from framedrift.producers.datasets import SAMPLE_DATA_DIR, load_images
+from framedrift.producers.scenarios import SCENARIOS, ScenarioParameters
+from framedrift.producers.stream import StreamPlan, produce_stream
 
 DEFAULT_CLEAN_DATA = SAMPLE_DATA_DIR / "fashion-mnist-stream-images-idx3-ubyte.gz"
 DEFAULT_NOVEL_DATA = SAMPLE_DATA_DIR / "mnist-novel-images-idx3-ubyte.gz"

@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
-from schemas.headers import as_kafka_headers
+from framedrift.schemas.events import BinaryEventHeaders, ImageEvent, ImagePayload
+from framedrift.schemas.headers import as_kafka_headers
 
 ValueFormat = Literal["json", "binary"]
 Encoding = Literal["png", "jpeg", "raw"]

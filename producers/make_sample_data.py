@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from producers.datasets import SAMPLE_DATA_DIR, load_images, write_idx
+from framedrift.producers.datasets import SAMPLE_DATA_DIR, load_images, write_idx
 
 # (output stem, source dataset file, how many, seed)
 SAMPLES = [

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from producers.datasets import LabelledImages
+from framedrift.producers.datasets import LabelledImages
 
 SCENARIOS = (
     "none",

@@ -16,9 +16,9 @@ import numpy as np
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from producers.datasets import LabelledImages
-from producers.events import Encoding, ValueFormat, image_event_record
-from producers.scenarios import ScenarioParameters, ScenarioSampler
+from framedrift.producers.datasets import LabelledImages
+from framedrift.producers.events import Encoding, ValueFormat, image_event_record
+from framedrift.producers.scenarios import ScenarioParameters, ScenarioSampler
 
 
 def source_ids(count: int) -> list[str]:

@@ -4,15 +4,15 @@ This package imports nothing of the project. The JSON Schema files in `schemas/j
 are generated from these models by `framedrift schema` and committed.
 """
 
-from schemas.alerts import (
+from framedrift.schemas.alerts import (
     CLOUDEVENTS_TYPE,
     AlertEventRef,
     DriftAlert,
     WindowStatistics,
     cloudevents_headers,
 )
-from schemas.dead_letters import DeadLetterHeaders
-from schemas.events import (
+from framedrift.schemas.dead_letters import DeadLetterHeaders
+from framedrift.schemas.events import (
     EVENT_SCHEMA_VERSION,
     BinaryEventHeaders,
     ImageEvent,

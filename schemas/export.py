@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.alerts import DriftAlert
-from schemas.dead_letters import DeadLetterHeaders
-from schemas.events import BinaryEventHeaders, ImageEvent
+from framedrift.schemas.alerts import DriftAlert
+from framedrift.schemas.dead_letters import DeadLetterHeaders
+from framedrift.schemas.events import BinaryEventHeaders, ImageEvent
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 

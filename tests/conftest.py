@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
-from worker.artifact import ModelArtifact
-from worker.model import AutoencoderConfig
-from worker.settings import Settings
-from worker.training import TrainingPlan, train_autoencoder
+from framedrift.producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.model.autoencoder import AutoencoderConfig
+from framedrift.worker.model.training import TrainingPlan, train_autoencoder
+from framedrift.worker.ops.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.calibration import DetectorParameters, calibrate
-from worker.detectors.monitor import EventRef, MonitorConfig, SourceMonitor, scored_images
-from worker.detectors.reference import ReferenceProfile
-from worker.scoring import ImageScores
+from framedrift.worker.detection.calibration import calibrate
+from framedrift.worker.detection.monitor import (
+    EventRef,
+    MonitorConfig,
+    SourceMonitor,
+    scored_images,
+)
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ImageScores
 
 PROTOTYPES = 8
 

@@ -17,12 +17,12 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from worker.calibration import Calibration
-    from worker.settings import Settings
+    from framedrift.worker.detection.calibration import Calibration
+    from framedrift.worker.ops.settings import Settings
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from schemas.export import SCHEMA_DIR, generated_schemas, write_schemas
+    from framedrift.schemas.export import SCHEMA_DIR, generated_schemas, write_schemas
 
     if args.check:
         stale = [
@@ -43,15 +43,15 @@ def _schema(args: argparse.Namespace) -> int:
 def _settings() -> Settings:
     # Imported here, not at the top: even pydantic takes a quarter of a second, and
     # `main` must install its SIGTERM handler before anything slow runs.
-    from worker.settings import settings_from_env
+    from framedrift.worker.ops.settings import settings_from_env
 
     return settings_from_env()
 
 
 def _train(args: argparse.Namespace) -> int:
-    from producers.datasets import load_images
-    from worker.model import AutoencoderConfig
-    from worker.training import TrainingPlan, train_autoencoder
+    from framedrift.producers.datasets import load_images
+    from framedrift.worker.model.autoencoder import AutoencoderConfig
+    from framedrift.worker.model.training import TrainingPlan, train_autoencoder
 
     settings = _settings()
     output = args.out or settings.model_path
@@ -99,7 +99,7 @@ def _print_calibration(calibration: Calibration) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from worker.artifact import ModelArtifact
+    from framedrift.worker.model.artifact import ModelArtifact
 
     settings = _settings()
     path = args.model or settings.model_path
@@ -111,7 +111,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from producers import cli as producer_cli
+    from framedrift.producers import cli as producer_cli
 
     settings = _settings()
     sent = producer_cli.run(args, settings.bootstrap_servers, settings.input_topic)
@@ -120,8 +120,8 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from worker.log import configure_logging
-    from worker.service import DriftWorker
+    from framedrift.worker.ops.logs import configure_logging
+    from framedrift.worker.stream.service import DriftWorker
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -130,15 +130,21 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from deploy.demo import run_demo
+    from framedrift.deploy.demo import run_demo
 
     return run_demo(retrain=args.retrain)
 
 
 # Commands whose options live with their code in bench/ (`framedrift evaluate --help`).
 BENCH_COMMANDS = {
-    "evaluate": ("bench.evaluate", "detection delays and false alarms over replayed scenarios"),
-    "seeds": ("bench.seeds", "rerun the seed documents' experiments, our figures beside theirs"),
+    "evaluate": (
+        "framedrift.worker.evaluation.evaluate",
+        "detection delays and false alarms over replayed scenarios",
+    ),
+    "seeds": (
+        "framedrift.worker.evaluation.seeds",
+        "rerun the seed documents' experiments, our figures beside theirs",
+    ),
 }
 
 
@@ -148,8 +154,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from producers import cli as producer_cli
-    from producers.datasets import SAMPLE_DATA_DIR
+    from framedrift.producers import cli as producer_cli
+    from framedrift.producers.datasets import SAMPLE_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="framedrift", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     # A stop request during start-up (seconds of imports and model loading) is a clean
     # exit, not a kill; the worker loop installs its own finish-the-batch handler later.
     signal.signal(signal.SIGTERM, _exit_before_work)
-    from worker.artifact import ArtifactError  # imports torch: after the handler
-    from worker.settings import SettingsError
+    from framedrift.worker.model.artifact import ArtifactError  # imports torch: after the handler
+    from framedrift.worker.ops.settings import SettingsError
 
     parser = build_parser()
     args, unparsed = parser.parse_known_args(argv)

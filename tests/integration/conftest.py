@@ -23,12 +23,12 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from deploy.local_servers import LocalServers
-from producers.datasets import LabelledImages
-from producers.stream import StreamPlan, produce_stream
-from worker.artifact import ModelArtifact
-from worker.state_codec import StateCodec
-from worker.state_store import RedisStateStore
+from framedrift.deploy.local_servers import LocalServers
+from framedrift.producers.datasets import LabelledImages
+from framedrift.producers.stream import StreamPlan, produce_stream
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import RedisStateStore
 
 PARTITIONS = 4
 
@@ -121,7 +121,7 @@ class Stack:
     def start_worker(self, **overrides: str) -> WorkerProcess:
         log_path = self.workdir / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"],
+            [sys.executable, "-m", "framedrift.worker.cli", "worker"],
             env=self.environment(**overrides),
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,

@@ -12,15 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
-from deploy.local_servers import LocalServers
-from producers.events import image_event_record
-from worker import pipeline
-from worker.artifact import ModelArtifact
-from worker.decoding import DecodingLimits
-from worker.detectors.monitor import MonitorConfig
-from worker.pipeline import BatchProcessor
-from worker.state_codec import StateCodec
-from worker.state_store import RedisStateStore
+from framedrift.deploy.local_servers import LocalServers
+from framedrift.producers.events import image_event_record
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.stream import pipeline
+from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.pipeline import BatchProcessor
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import RedisStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +56,7 @@ def processor(servers: LocalServers, trained_artifact: ModelArtifact) -> BatchPr
     return BatchProcessor(
         trained_artifact.scorer(),
         store,
-        MonitorConfig.from_artifact(trained_artifact, outlier_quantile=0.999),
+        trained_artifact.monitor_config(0.999),
         DecodingLimits(64 * 1024, 256 * 256),
         trained_artifact.model_version,
     )

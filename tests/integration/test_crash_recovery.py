@@ -12,10 +12,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from producers.stream import StreamPlan
+from framedrift.producers.stream import StreamPlan
+from framedrift.worker.ops.settings import settings_from_env
+from framedrift.worker.stream.service import DriftWorker
 from tests.integration.conftest import PARTITIONS, Stack
-from worker.service import DriftWorker
-from worker.settings import settings_from_env
 
 pytestmark = pytest.mark.integration
 

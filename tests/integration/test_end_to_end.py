@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.events import image_event_record
-from producers.stream import StreamPlan, sequence_of
-from schemas.alerts import DriftAlert
+from framedrift.producers.events import image_event_record
+from framedrift.producers.stream import StreamPlan, sequence_of
+from framedrift.schemas.alerts import DriftAlert
 from tests.hostile_payloads import png_claiming
 from tests.integration.conftest import Stack
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local_servers import LocalServers, free_port
-from producers.stream import StreamPlan
+from framedrift.deploy.local_servers import LocalServers, free_port
+from framedrift.producers.stream import StreamPlan
 from tests.integration.conftest import PARTITIONS, Stack
 
 pytestmark = pytest.mark.integration

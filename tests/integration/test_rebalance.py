@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from producers.stream import StreamPlan
+from framedrift.producers.stream import StreamPlan
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ import uuid
 import pytest
 import redis
 
-from deploy.local_servers import LocalServers
+from framedrift.deploy.local_servers import LocalServers
+from framedrift.worker.detection.monitor import SourceState
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import PartitionFenced, RedisStateStore
 from tests.detector_fixtures import synthetic_config
-from worker.detectors.monitor import SourceState
-from worker.state_codec import StateCodec
-from worker.state_store import PartitionFenced, RedisStateStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.artifact import ArtifactError, ModelArtifact
-from worker.preprocessing import dataset_to_model_input
+from framedrift.worker.model.artifact import ArtifactError, ModelArtifact
+from framedrift.worker.model.preprocessing import dataset_to_model_input
 
 
 def test_saved_artifact_scores_exactly_like_the_trained_model(
@@ -44,8 +44,8 @@ def test_artifact_records_baseline_and_provenance(trained_artifact: ModelArtifac
 def test_training_lowers_the_error_below_an_untrained_model(
     trained_artifact: ModelArtifact, stream_images
 ) -> None:
-    from worker.model import ConvAutoencoder
-    from worker.training import score_dataset
+    from framedrift.worker.model.autoencoder import ConvAutoencoder
+    from framedrift.worker.model.training import score_dataset
 
     inputs = dataset_to_model_input(stream_images.images[:256], trained_artifact.preprocessing)
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def test_missing_artifact_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_input_size_and_channels_are_configurable() -> None:
-    from worker.model import AutoencoderConfig, ConvAutoencoder
+    from framedrift.worker.model.autoencoder import AutoencoderConfig, ConvAutoencoder
 
     model = ConvAutoencoder(AutoencoderConfig(height=32, width=48, channels=3, filters=8))
     reconstruction, latent = model(torch.rand(2, 3, 32, 48))

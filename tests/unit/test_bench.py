@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.evaluate import SCENARIOS, SNEAKER, Pools, delays_summary, drifted_stream
-from bench.seeds import domain_classifier_auc, kl_divergence, roc_auc
+from framedrift.worker.evaluation.evaluate import (
+    SCENARIOS,
+    SNEAKER,
+    Pools,
+    delays_summary,
+    drifted_stream,
+)
+from framedrift.worker.evaluation.seeds import domain_classifier_auc, kl_divergence, roc_auc
 from tests.detector_fixtures import synthetic_scores
 
 

@@ -24,7 +24,7 @@ def test_sigterm_half_a_second_after_launch_exits_cleanly(tmp_path) -> None:
         "FRAMEDRIFT_HEALTH_PORT": "0",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker"],
+        [sys.executable, "-m", "framedrift.worker.cli", "worker"],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

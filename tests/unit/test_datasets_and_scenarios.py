@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from producers.datasets import DatasetError, LabelledImages, load_images, read_idx, write_idx
-from producers.scenarios import SCENARIOS, ScenarioSampler
-from producers.stream import StreamPlan
-from worker.preprocessing import Preprocessing, to_model_input
+from framedrift.producers.datasets import (
+    DatasetError,
+    LabelledImages,
+    load_images,
+    read_idx,
+    write_idx,
+)
+from framedrift.producers.scenarios import SCENARIOS, ScenarioSampler
+from framedrift.producers.stream import StreamPlan
+from framedrift.worker.model.preprocessing import Preprocessing, to_model_input
 
 IMAGES = (np.random.default_rng(0).integers(0, 256, (20, 28, 28))).astype(np.uint8)
 LABELS = (np.arange(20) % 10).astype(np.uint8)

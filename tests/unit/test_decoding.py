@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from producers.events import encode_image, image_event_record
-from tests.hostile_payloads import png_claiming
-from worker.decoding import (
+from framedrift.producers.events import encode_image, image_event_record
+from framedrift.worker.stream.decoding import (
     DecodingLimits,
     ImageTooLarge,
     InvalidEvent,
@@ -24,6 +23,7 @@ from worker.decoding import (
     UnsupportedSchemaVersion,
     decode_record,
 )
+from tests.hostile_payloads import png_claiming
 
 LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=4096)
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from framedrift.worker.detection.adwin import AdwinDetector
+from framedrift.worker.detection.cusum import Cusum
+from framedrift.worker.detection.ks import KSWindowTest, ks_distance
+from framedrift.worker.detection.latent_mix import PrototypeMix
+from framedrift.worker.detection.monitor import SourceMonitor, SourceState
+from framedrift.worker.detection.relative_increase import RelativeIncreaseRule
+from framedrift.worker.detection.running_stats import RunningStats
+from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.window import EventWindow
 from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
-from worker.detectors.adwin import AdwinDetector
-from worker.detectors.cusum import Cusum
-from worker.detectors.ks import KSWindowTest, ks_distance
-from worker.detectors.latent_mix import PrototypeMix
-from worker.detectors.monitor import SourceMonitor, SourceState
-from worker.detectors.relative_increase import RelativeIncreaseRule
-from worker.detectors.running_stats import RunningStats
-from worker.detectors.window import EventWindow
-from worker.scoring import ImageScores
 
 CONFIG = synthetic_config()
 

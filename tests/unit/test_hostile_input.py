@@ -8,7 +8,12 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.decoding import DecodedEvent, DecodingLimits, InvalidEvent, decode_record
+from framedrift.worker.stream.decoding import (
+    DecodedEvent,
+    DecodingLimits,
+    InvalidEvent,
+    decode_record,
+)
 
 LIMITS = DecodingLimits(max_record_bytes=64 * 1024, max_image_pixels=256 * 256)
 HEADER_NAMES = st.sampled_from(

@@ -14,18 +14,18 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from schemas import DriftAlert, ImageEvent, cloudevents_headers
-from schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
-from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
-from worker.alerts import alert_id, build_alert
-from worker.decoding import DecodingLimits, decode_record
-from worker.detectors.monitor import (
+from framedrift.schemas import DriftAlert, ImageEvent, cloudevents_headers
+from framedrift.schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
+from framedrift.worker.detection.monitor import (
     DetectorFiring,
     EventRef,
     SourceMonitor,
     SourceState,
     scored_images,
 )
+from framedrift.worker.stream.alerts import alert_id, build_alert
+from framedrift.worker.stream.decoding import DecodingLimits, decode_record
+from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
 
 LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=1 << 20)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.cli import main
-from worker.settings import Settings, SettingsError, settings_from_env
+from framedrift.worker.cli import main
+from framedrift.worker.ops.settings import Settings, SettingsError, settings_from_env
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
+from framedrift.worker.detection.monitor import EventRef, SourceMonitor, SourceState, scored_images
+from framedrift.worker.stream.state_codec import StateCodec, StateVerificationError
 from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
-from worker.detectors.monitor import EventRef, SourceMonitor, SourceState, scored_images
-from worker.state_codec import StateCodec, StateVerificationError
 
 KEY = b"k" * 32
 CONFIG = synthetic_config()

@@ -20,17 +20,16 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from worker import metrics
-from worker.artifact import ModelArtifact
-from worker.backoff import Backoff
-from worker.checkpoint import Checkpointer, CheckpointError, OffsetCommitFailed
-from worker.decoding import DecodingLimits
-from worker.detectors.monitor import MonitorConfig
-from worker.health import Readiness, serve_health
-from worker.pipeline import BatchOutcome, BatchProcessor
-from worker.settings import Settings, SettingsError
-from worker.state_codec import StateCodec
-from worker.state_store import PartitionClaim, PartitionFenced, RedisStateStore
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.ops import metrics
+from framedrift.worker.ops.health import Readiness, serve_health
+from framedrift.worker.ops.settings import Settings, SettingsError
+from framedrift.worker.stream.backoff import Backoff
+from framedrift.worker.stream.checkpoint import Checkpointer, CheckpointError, OffsetCommitFailed
+from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.pipeline import BatchOutcome, BatchProcessor
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import PartitionClaim, PartitionFenced, RedisStateStore
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +97,7 @@ class DriftWorker:
             thresholds=calibration.thresholds,
             adwin_false_alarms=f"{calibration.adwin_alarms}/{calibration.adwin_events}",
         )
-        self.monitor_config = MonitorConfig.from_artifact(self.artifact, settings.outlier_quantile)
+        self.monitor_config = self.artifact.monitor_config(settings.outlier_quantile)
         self.redis = redis.Redis.from_url(settings.redis_url, **settings.redis_client_options())
         self.store = RedisStateStore(
             self.redis,

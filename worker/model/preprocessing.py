@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from worker.model import AutoencoderConfig
+from framedrift.worker.model.autoencoder import AutoencoderConfig
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,15 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from schemas.alerts import cloudevents_headers
-from schemas.dead_letters import DeadLetterHeaders
-from schemas.headers import as_kafka_headers
-from worker import metrics
-from worker.backoff import Backoff
-from worker.health import Readiness
-from worker.pipeline import BatchOutcome
-from worker.settings import Settings
-from worker.state_store import PartitionClaim, RedisStateStore
+from framedrift.schemas.alerts import cloudevents_headers
+from framedrift.schemas.dead_letters import DeadLetterHeaders
+from framedrift.schemas.headers import as_kafka_headers
+from framedrift.worker.ops import metrics
+from framedrift.worker.ops.health import Readiness
+from framedrift.worker.ops.settings import Settings
+from framedrift.worker.stream.backoff import Backoff
+from framedrift.worker.stream.pipeline import BatchOutcome
+from framedrift.worker.stream.state_store import PartitionClaim, RedisStateStore
 
 log = structlog.get_logger(__name__)
 

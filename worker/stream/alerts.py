@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from schemas.alerts import AlertEventRef, DriftAlert, SignalShift, WindowStatistics
-from worker.detectors.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
-from worker.detectors.window import WINDOW_SIGNALS
+from framedrift.schemas.alerts import AlertEventRef, DriftAlert, SignalShift, WindowStatistics
+from framedrift.worker.detection.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+from framedrift.worker.detection.scores import SIGNALS
 
 # A fixed namespace makes alert ids stable across workers and restarts.
 _ALERT_ID_NAMESPACE = uuid.UUID("5b8f2d4e-7c1a-4e9b-9f3d-2a6c8e0b1d47")
@@ -52,7 +52,7 @@ def build_alert(
             current_mean=window.mean(name),
             shift_in_std=reference.shift_in_std(name, window.mean(name)),
         )
-        for name in WINDOW_SIGNALS
+        for name in SIGNALS
     }
     return DriftAlert(
         alert_id=alert_id(

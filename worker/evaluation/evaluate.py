@@ -28,23 +28,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from producers.datasets import DatasetError, LabelledImages, load_images
-from producers.scenarios import ScenarioParameters, ScenarioSampler
-from worker.artifact import ModelArtifact
-from worker.calibration import CALIBRATED_DETECTORS
-from worker.detectors.monitor import (
+from framedrift.producers.datasets import DatasetError, LabelledImages, load_images
+from framedrift.producers.scenarios import ScenarioParameters, ScenarioSampler
+from framedrift.worker.detection.calibration import CALIBRATED_DETECTORS
+from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
     SourceMonitor,
     SourceState,
     scored_images,
 )
-from worker.detectors.window import WINDOW_SIGNALS
-from worker.model import AutoencoderConfig
-from worker.preprocessing import dataset_to_model_input
-from worker.scoring import ImageScores, score_inputs
-from worker.settings import settings_from_env
-from worker.training import TrainingPlan, train_autoencoder
+from framedrift.worker.detection.scores import SIGNALS, ImageScores
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.model.autoencoder import AutoencoderConfig
+from framedrift.worker.model.preprocessing import dataset_to_model_input
+from framedrift.worker.model.scoring import score_inputs
+from framedrift.worker.model.training import TrainingPlan, train_autoencoder
+from framedrift.worker.ops.settings import settings_from_env
 
 DETECTORS = (*CALIBRATED_DETECTORS, "adwin")
 SNEAKER = 7  # Fashion-MNIST's label for sneakers
@@ -263,7 +263,7 @@ def replay_scenario(
                 name: config.reference.shift_in_std(
                     name, float(getattr(fully_drifted, name).mean())
                 )
-                for name in WINDOW_SIGNALS
+                for name in SIGNALS
             }
         progress.update()
     summary = {
@@ -285,7 +285,7 @@ def evaluate(
     onset: int,
     horizon: int,
 ) -> dict:
-    config = MonitorConfig.from_artifact(artifact, outlier_quantile=0.999)
+    config = artifact.monitor_config(0.999)
     results: dict = {"clean": {}, "drift": {}, "traces": {}}
     total_jobs = len(CLEAN_POOLS) * runs + len(SCENARIOS) * runs
     progress = tqdm(total=total_jobs, desc="replaying streams", unit="stream")
@@ -378,12 +378,12 @@ def markdown_table(results: dict) -> str:
         "How each signal's mean moved under drift, in standard deviations of the baseline "
         "images (what alerts report as `signals`):",
         "",
-        f"| scenario | {' | '.join(name.replace('_', ' ') for name in WINDOW_SIGNALS)} |",
-        f"| --- |{' --- |' * len(WINDOW_SIGNALS)}",
+        f"| scenario | {' | '.join(name.replace('_', ' ') for name in SIGNALS)} |",
+        f"| --- |{' --- |' * len(SIGNALS)}",
     ]
     for name, row in results["drift"].items():
         shifts = row["signal_shifts_in_std"]
-        cells = " | ".join(f"{shifts[signal]:+.2f}" for signal in WINDOW_SIGNALS)
+        cells = " | ".join(f"{shifts[signal]:+.2f}" for signal in SIGNALS)
         lines.append(f"| {name} | {cells} |")
     lines += [
         "",

@@ -8,8 +8,7 @@ from functools import cached_property
 import numpy as np
 from scipy import stats
 
-from worker.detectors.window import WINDOW_SIGNALS
-from worker.scoring import ImageScores
+from framedrift.worker.detection.scores import SIGNALS, ImageScores
 
 
 def standard_scores(values: np.ndarray, sorted_reference: np.ndarray) -> np.ndarray:
@@ -49,11 +48,11 @@ class ReferenceProfile:
 
     @cached_property
     def signal_means(self) -> dict[str, float]:
-        return {name: float(getattr(self.scores, name).mean()) for name in WINDOW_SIGNALS}
+        return {name: float(getattr(self.scores, name).mean()) for name in SIGNALS}
 
     @cached_property
     def signal_stds(self) -> dict[str, float]:
-        return {name: float(getattr(self.scores, name).std(ddof=1)) for name in WINDOW_SIGNALS}
+        return {name: float(getattr(self.scores, name).std(ddof=1)) for name in SIGNALS}
 
     def shift_in_std(self, signal: str, mean: float) -> float:
         """How far a mean of `signal` sits from the reference's, in reference image stds."""

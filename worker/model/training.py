@@ -18,13 +18,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worker.artifact import Baseline, ModelArtifact, weights_digest
-from worker.calibration import DetectorParameters, calibrate
-from worker.detectors.reference import ReferenceProfile
-from worker.latent import LatentMap
-from worker.model import AutoencoderConfig, ConvAutoencoder, reconstruction_error
-from worker.preprocessing import Preprocessing, dataset_to_model_input
-from worker.scoring import score_inputs
+from framedrift.worker.detection.calibration import calibrate
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.model.artifact import Baseline, ModelArtifact, weights_digest
+from framedrift.worker.model.autoencoder import (
+    AutoencoderConfig,
+    ConvAutoencoder,
+    reconstruction_error,
+)
+from framedrift.worker.model.latent import LatentMap
+from framedrift.worker.model.preprocessing import Preprocessing, dataset_to_model_input
+from framedrift.worker.model.scoring import score_inputs
 
 
 @dataclass(frozen=True)

@@ -44,34 +44,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from river.drift import ADWIN
 
-from worker.detectors.ks import ks_distance_of_sorted
-from worker.detectors.latent_mix import chi_square
-from worker.detectors.reference import ReferenceProfile
-from worker.scoring import ImageScores
+from framedrift.worker.detection.ks import ks_distance_of_sorted
+from framedrift.worker.detection.latent_mix import chi_square
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ImageScores
 
 CALIBRATED_DETECTORS = ("error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix")
 STREAM_LENGTH = 10_000  # events per simulated stream: ten windows, so burn-in is small
 TRUTH_SPREAD = 2.0  # how much farther from the baseline a clean truth may sit than sampling puts it
 ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event in Python: measure, not tune
-
-
-@dataclass(frozen=True)
-class DetectorParameters:
-    """The settings a calibration depends on."""
-
-    ert: int
-    window_size: int
-    test_stride: int
-    latent_window: int
-    cusum_slack: float
-    adwin_delta: float
-
-    def __post_init__(self) -> None:
-        if self.latent_window % self.test_stride:
-            raise ValueError("latent_window must be a multiple of test_stride")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

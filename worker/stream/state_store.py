@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import redis
 import structlog
 
-from worker.detectors.monitor import SourceState
-from worker.state_codec import StateCodec, StateVerificationError
+from framedrift.worker.detection.monitor import SourceState
+from framedrift.worker.stream.state_codec import StateCodec, StateVerificationError
 
 log = structlog.get_logger(__name__)
 

@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.calibration import Calibration, DetectorParameters, calibrate
-from worker.detectors.reference import ReferenceProfile
-from worker.latent import LatentMap
-from worker.model import AutoencoderConfig, ConvAutoencoder
-from worker.preprocessing import Preprocessing
-from worker.scoring import ImageScores, Scorer
+from framedrift.worker.detection.calibration import Calibration, calibrate
+from framedrift.worker.detection.monitor import MonitorConfig
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.model.autoencoder import AutoencoderConfig, ConvAutoencoder
+from framedrift.worker.model.latent import LatentMap
+from framedrift.worker.model.preprocessing import Preprocessing
+from framedrift.worker.model.scoring import Scorer
 
 ARTIFACT_FORMAT = 3  # 2: latent map, baseline scores and calibration; 3: one baseline set
 BASELINE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -91,6 +94,12 @@ class ModelArtifact:
 
     def reference_profile(self) -> ReferenceProfile:
         return ReferenceProfile(self.baseline.scores, self.latent_map.size)
+
+    def monitor_config(self, outlier_quantile: float) -> MonitorConfig:
+        """What every source's detectors run with: this model's calibration and baseline."""
+        return MonitorConfig(
+            self.calibration, self.reference_profile(), self.baseline.quantile(outlier_quantile)
+        )
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:
         """This artifact with thresholds for `parameters` (a few seconds of simulation)."""

@@ -20,7 +20,12 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from schemas.events import EVENT_SCHEMA_VERSION, BinaryEventHeaders, ImageEvent, ImagePayload
+from framedrift.schemas.events import (
+    EVENT_SCHEMA_VERSION,
+    BinaryEventHeaders,
+    ImageEvent,
+    ImagePayload,
+)
 
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
 

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import pickle
 
-from worker.detectors.monitor import SourceState
+from framedrift.worker.detection.monitor import SourceState
 
 CODEC_VERSION = b"fd1"
 _MAC_SIZE = hashlib.sha256().digest_size

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.detectors.episode import EpisodeLatch
+from framedrift.worker.detection.episode import EpisodeLatch
 
 
 def ks_distance_of_sorted(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.detectors.episode import EpisodeLatch
+from framedrift.worker.detection.episode import EpisodeLatch
 
 
 @dataclass

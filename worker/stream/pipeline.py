@@ -12,24 +12,24 @@ from dataclasses import dataclass, field
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
-from schemas.alerts import DriftAlert
-from worker.alerts import build_alert
-from worker.decoding import (
-    DecodedEvent,
-    DecodingLimits,
-    InvalidEvent,
-    UnexpectedDecodingError,
-    decode_record,
-)
-from worker.detectors.monitor import (
+from framedrift.schemas.alerts import DriftAlert
+from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
     SourceMonitor,
     SourceState,
     scored_images,
 )
-from worker.scoring import Scorer
-from worker.state_store import RedisStateStore
+from framedrift.worker.model.scoring import Scorer
+from framedrift.worker.stream.alerts import build_alert
+from framedrift.worker.stream.decoding import (
+    DecodedEvent,
+    DecodingLimits,
+    InvalidEvent,
+    UnexpectedDecodingError,
+    decode_record,
+)
+from framedrift.worker.stream.state_store import RedisStateStore
 
 log = structlog.get_logger(__name__)
 

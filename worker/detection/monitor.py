@@ -7,17 +7,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from worker.artifact import ModelArtifact
-from worker.calibration import Calibration, DetectorParameters
-from worker.detectors.adwin import AdwinDetector
-from worker.detectors.cusum import Cusum
-from worker.detectors.ks import KSWindowTest
-from worker.detectors.latent_mix import PrototypeMix
-from worker.detectors.reference import ReferenceProfile
-from worker.detectors.relative_increase import RelativeIncreaseRule
-from worker.detectors.running_stats import RunningStats
-from worker.detectors.window import WINDOW_SIGNALS, EventWindow
-from worker.scoring import ImageScores
+from framedrift.worker.detection.adwin import AdwinDetector
+from framedrift.worker.detection.calibration import Calibration
+from framedrift.worker.detection.cusum import Cusum
+from framedrift.worker.detection.ks import KSWindowTest
+from framedrift.worker.detection.latent_mix import PrototypeMix
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.relative_increase import RelativeIncreaseRule
+from framedrift.worker.detection.running_stats import RunningStats
+from framedrift.worker.detection.scores import SIGNALS, ImageScores
+from framedrift.worker.detection.window import EventWindow
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ScoredImage(NamedTuple):
     sharpness: float
 
     def window_signals(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in WINDOW_SIGNALS}
+        return {name: getattr(self, name) for name in SIGNALS}
 
 
 def scored_images(scores: ImageScores, reference: ReferenceProfile) -> list[ScoredImage]:
@@ -74,14 +74,6 @@ class MonitorConfig:
     calibration: Calibration
     reference: ReferenceProfile
     outlier_threshold: float  # an error above this baseline quantile counts as an outlier
-
-    @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, outlier_quantile: float) -> MonitorConfig:
-        return cls(
-            artifact.calibration,
-            artifact.reference_profile(),
-            artifact.baseline.quantile(outlier_quantile),
-        )
 
     @property
     def parameters(self) -> DetectorParameters:

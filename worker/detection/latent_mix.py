@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.detectors.episode import EpisodeLatch
+from framedrift.worker.detection.episode import EpisodeLatch
 
 
 def chi_square(counts: np.ndarray, expected_shares: np.ndarray) -> np.ndarray:

@@ -7,15 +7,12 @@ value fails at start-up with a message that names the setting (`settings_from_en
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    # Calibration pulls in numpy, river and torch: seconds of imports. Settings stay
-    # light so that the command line installs its SIGTERM handler before any of that.
-    from worker.calibration import DetectorParameters
+from framedrift.worker.detection.parameters import DetectorParameters
 
 ENV_PREFIX = "FRAMEDRIFT_"
 
@@ -157,8 +154,6 @@ class Settings(BaseSettings):
         return self
 
     def detector_parameters(self) -> DetectorParameters:
-        from worker.calibration import DetectorParameters
-
         return DetectorParameters(
             ert=self.ert,
             window_size=self.window_size,

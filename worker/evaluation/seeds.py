@@ -24,7 +24,8 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from bench.evaluate import (
+from framedrift.producers.datasets import LabelledImages
+from framedrift.worker.evaluation.evaluate import (
     DATA_HELP,
     SCENARIOS,
     SNEAKER,
@@ -36,12 +37,10 @@ from bench.evaluate import (
     seed_004_split,
     transformed,
 )
-from producers.datasets import LabelledImages
-from worker.artifact import ModelArtifact
-from worker.detectors.monitor import MonitorConfig
-from worker.model import reconstruction_error
-from worker.preprocessing import dataset_to_model_input
-from worker.training import TrainingPlan, score_dataset
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.model.autoencoder import reconstruction_error
+from framedrift.worker.model.preprocessing import dataset_to_model_input
+from framedrift.worker.model.training import TrainingPlan, score_dataset
 
 SEEDS = ("000", "003", "004")
 MNIST_MODEL = Path("artifacts/mnist.pt")
@@ -220,7 +219,7 @@ def seed_004(data: Path, runs: int) -> str:
 
     artifact = fashion_model(fashion)
     pools = build_pools(artifact, fashion)
-    config = MonitorConfig.from_artifact(artifact, outlier_quantile=0.999)
+    config = artifact.monitor_config(0.999)
     onset, horizon = 2000, 6000
     chosen = [scenario for scenario in SCENARIOS if scenario.name in ("covariate", "label-shift")]
     progress = tqdm(total=runs * len(chosen), desc="replaying streams", unit="stream")

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker.metrics import REGISTRY
+from framedrift.worker.ops.metrics import REGISTRY
 
 
 @dataclass

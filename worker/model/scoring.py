@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-from worker.image_stats import image_statistics
-from worker.latent import LatentMap
-from worker.model import ConvAutoencoder, reconstruction_error
-from worker.preprocessing import Preprocessing, to_model_input
-
-
-@dataclass(frozen=True)
-class ImageScores:
-    """Per-image signals of a set of images, one array entry per image."""
-
-    error: np.ndarray  # reconstruction error (mean BCE), float64
-    prototype: np.ndarray  # nearest latent prototype, int64
-    latent_distance: np.ndarray  # distance to that prototype, float64
-    brightness: np.ndarray
-    contrast: np.ndarray
-    sharpness: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.error)
-
-    def take(self, indices: np.ndarray | slice) -> ImageScores:
-        return ImageScores(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[ImageScores]) -> ImageScores:
-        return cls(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
-        )
+from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.model.autoencoder import ConvAutoencoder, reconstruction_error
+from framedrift.worker.model.image_stats import image_statistics
+from framedrift.worker.model.latent import LatentMap
+from framedrift.worker.model.preprocessing import Preprocessing, to_model_input
 
 
 @torch.inference_mode()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional
 
-IMAGE_STATISTICS = ("brightness", "contrast", "sharpness")
-
 # The 4-neighbour Laplacian: large where intensity bends, i.e. at edges and texture.
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 

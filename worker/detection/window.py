@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Per-image signals kept for the window; see `worker.scoring.ImageScores`.
-WINDOW_SIGNALS = ("error", "latent_distance", "brightness", "contrast", "sharpness")
+from framedrift.worker.detection.scores import SIGNALS
 
 
 @dataclass
@@ -39,7 +38,7 @@ class EventWindow:
             # Errors in full precision: the KS test ranks them against the baseline.
             self.signal_rings = {
                 name: np.zeros(self.capacity, np.float64 if name == "error" else np.float32)
-                for name in WINDOW_SIGNALS
+                for name in SIGNALS
             }
             self.offset_ring = np.zeros(self.capacity, dtype=np.int64)
             self.partition_ring = np.zeros(self.capacity, dtype=np.int32)

@@ -1,0 +1,1 @@
+"""Product commands that measure detection offline: `framedrift evaluate` and `framedrift seeds`."""

@@ -1,0 +1,1 @@
+"""Running the service: settings, structured logs, health endpoints and Prometheus metrics."""
