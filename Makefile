@@ -12,7 +12,7 @@ $(INSTALLED): pyproject.toml
 	# The CPU build of torch first: with it in place, pip keeps it for the `torch` range
 	# in pyproject.toml instead of fetching a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,eval]'
+	$(BIN)/pip install --quiet -e '.[dev,demo,eval]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -44,12 +44,15 @@ schema: install
 bench: install
 	$(BIN)/python -m bench.throughput
 
-# Detection quality and the seeds' experiments: need the datasets in ../shared/data.
+# Detection quality and the seeds' experiments, on the datasets beside this checkout
+# (DATA=... for another copy), with the results where the README points.
+DATA ?= ../shared/data
+
 evaluate: install
-	$(BIN)/framedrift evaluate
+	$(BIN)/framedrift evaluate --data $(DATA) --out bench/results/evaluation
 
 seeds: install
-	$(BIN)/framedrift seeds
+	$(BIN)/framedrift seeds --data $(DATA) --out bench/results/seeds.md
 
 clean:
-	rm -rf $(VENV) artifacts bench/results build .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) artifacts bench/results framedrift-results build .pytest_cache .ruff_cache *.egg-info

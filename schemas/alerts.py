@@ -12,9 +12,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ALERT_SCHEMA_VERSION = 2  # 2: CUSUM and latent detectors, per-signal shifts
+# 2: CUSUM and latent detectors, per-signal shifts.
+# 3: `relative_increase` (a fraction) became `error_change_pct` (percent, the unit of the
+#    relative_increase detector's statistic); adwin's statistic is the change of its mean
+#    estimate and its threshold null; `outliers_in_window` and `outliers_seen` added.
+ALERT_SCHEMA_VERSION = 3
+# The kind of event, not the document's layout: that is `schema_version`.
 CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
 
+# The worker's detector registry lists the same names (a test compares the two).
 DetectorName = Literal[
     "error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix", "adwin"
 ]
@@ -59,7 +65,7 @@ class DriftAlert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[2] = ALERT_SCHEMA_VERSION
+    schema_version: Literal[3] = ALERT_SCHEMA_VERSION
     alert_id: str = Field(
         description="Deterministic: the same triggering event and detector give the same id, "
         "so a subscriber can drop an alert re-sent after a worker crash."
@@ -71,18 +77,20 @@ class DriftAlert(BaseModel):
         "the CUSUM sum of standard scores (of the error; of the latent distance); ks: the KS "
         "distance of the error window; relative_increase: the error window mean's increase "
         "over the baseline mean, in percent; latent_mix: the chi-square statistic of the "
-        "latent-prototype counts; adwin: the mean error of ADWIN's window after it dropped "
-        "the older part."
+        "latent-prototype counts; adwin: how much ADWIN's mean error estimate changed when "
+        "it dropped the older part of its window (the new level minus the old, signed)."
     )
-    threshold: float = Field(
+    threshold: float | None = Field(
         description="What the statistic is compared with: the threshold calibrated to the "
-        "configured expected run time, except for adwin: the mean error just before the "
-        "change (ADWIN's bound depends on its window, so the old level is given)."
+        "configured expected run time; null for adwin, whose bound depends on its "
+        "sub-window sizes."
     )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")
     current: WindowStatistics = Field(description="The source's recent errors.")
-    relative_increase: float = Field(
-        description="(current mean error - reference mean error) / reference mean error."
+    error_change_pct: float = Field(
+        description="100 × (current mean error - reference mean error) / reference mean "
+        "error: how far the window's mean error moved from the baseline's, in percent "
+        "(negative when it fell); the unit of the relative_increase detector's statistic."
     )
     direction: Literal["up", "down"] = Field(
         description="Whether the source's reconstruction error moved up or down."
@@ -91,6 +99,14 @@ class DriftAlert(BaseModel):
         description="error, latent_distance, brightness, contrast, sharpness: each one's "
         "window mean against the baseline. A darkened camera moves brightness, a blurred "
         "one sharpness, new content the latent distance or error with light and focus steady."
+    )
+    outliers_in_window: int = Field(
+        ge=0,
+        description="Events of the current window whose error is above the baseline quantile "
+        "FRAMEDRIFT_OUTLIER_QUANTILE: single images the model could not reconstruct.",
+    )
+    outliers_seen: int = Field(
+        ge=0, description="Such outlier events of this source since it was first seen."
     )
     window_first_event: AlertEventRef
     window_last_event: AlertEventRef = Field(description="The event that triggered the alert.")

@@ -15,7 +15,11 @@ DEAD_LETTER_SCHEMA_VERSION = 1
 
 
 class DeadLetterHeaders(BaseModel):
-    """Kafka headers the worker adds to a dead-lettered record (UTF-8 values)."""
+    """Kafka headers the worker adds to a dead-lettered record (UTF-8 values).
+
+    Described as they travel: every value is text, numbers as decimal digits, so that a
+    subscriber can validate the headers it received against the JSON Schema as they are.
+    """
 
     model_config = ConfigDict(extra="forbid", title="DeadLetterHeaders")
 
@@ -23,6 +27,10 @@ class DeadLetterHeaders(BaseModel):
     dlq_error_class: str = Field(description="Why, as a class name, e.g. 'UndecodableImage'.")
     dlq_error_message: str = Field(max_length=1024, description="Why, for a person.")
     dlq_source_topic: str
-    dlq_source_partition: int = Field(ge=0)
-    dlq_source_offset: int = Field(ge=0)
+    dlq_source_partition: str = Field(
+        pattern=r"^\d+$", description="The original record's partition, in decimal."
+    )
+    dlq_source_offset: str = Field(
+        pattern=r"^\d+$", description="The original record's offset, in decimal."
+    )
     dlq_failed_at: datetime

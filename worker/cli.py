@@ -1,41 +1,56 @@
 """The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, seeds, schema.
 
-This is the composition root. It is the one module of `worker/` that reaches into
-`producers/`, `deploy/` and `bench/` (for `train`'s dataset readers, `produce`, `demo`,
-`evaluate` and `seeds`), and it imports them inside the subcommand, so the running
-service never loads them.
+This is the composition root. With the evaluation commands, it is the only code under
+`worker/` that reaches into `producers/` and `deploy/`, and it imports them inside the
+subcommand that needs them: building the parser imports none of them, so a running
+`framedrift worker` never loads them. `produce`, `evaluate` and `seeds` keep their
+options beside their code and get their part of the command line untouched.
+
+A user error (a bad path, an unreachable broker, a bad setting or option) ends the
+command with one `framedrift: ...` line and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from framedrift.worker.usage import UsageError
+
 if TYPE_CHECKING:
     from framedrift.worker.detection.calibration import Calibration
+    from framedrift.worker.model.artifact import ModelArtifact
     from framedrift.worker.ops.settings import Settings
+
+# `framedrift train`'s reference images when no --data is given: the sample shipped
+# in framedrift.producers (resolved in `_train`, so that only `train` imports it).
+SAMPLE_REFERENCE_IMAGES = "fashion-mnist-reference-images-idx3-ubyte.gz"
 
 
 def _schema(args: argparse.Namespace) -> int:
     from framedrift.schemas.export import SCHEMA_DIR, generated_schemas, write_schemas
 
+    directory: Path = args.out or SCHEMA_DIR
     if args.check:
         stale = [
             name
             for name, text in generated_schemas().items()
-            if not (SCHEMA_DIR / name).is_file() or (SCHEMA_DIR / name).read_text() != text
+            if not (directory / name).is_file() or (directory / name).read_text() != text
         ]
         if stale:
             print(f"out of date: {', '.join(stale)}; run `framedrift schema`", file=sys.stderr)
             return 1
-        print("schemas/json is up to date")
+        print(f"{directory} is up to date")
         return 0
-    for path in write_schemas():
+    try:
+        written = write_schemas(directory)
+    except OSError as error:
+        raise UsageError(f"cannot write the schemas into {directory}: {error}") from error
+    for path in written:
         print(path)
     return 0
 
@@ -48,32 +63,44 @@ def _settings() -> Settings:
     return settings_from_env()
 
 
+def _save(artifact: ModelArtifact, path: Path) -> None:
+    try:
+        artifact.save(path)
+    except OSError as error:
+        raise UsageError(f"cannot write the model to {path}: {error}") from error
+
+
 def _train(args: argparse.Namespace) -> int:
-    from framedrift.producers.datasets import load_images
+    from framedrift.producers.datasets import SAMPLE_DATA_DIR, DatasetError, load_images
     from framedrift.worker.model.autoencoder import AutoencoderConfig
     from framedrift.worker.model.training import TrainingPlan, train_autoencoder
 
-    settings = _settings()
-    output = args.out or settings.model_path
-    dataset = load_images(args.data)
-    images = dataset.images[: args.limit] if args.limit else dataset.images
-    print(f"training on {len(images)} images from {args.data}", file=sys.stderr)
-    artifact = train_autoencoder(
-        images,
-        AutoencoderConfig(
+    data: Path = args.data or SAMPLE_DATA_DIR / SAMPLE_REFERENCE_IMAGES
+    try:
+        config = AutoencoderConfig(
             height=args.height, width=args.width, channels=args.channels, filters=args.filters
-        ),
-        TrainingPlan(
+        )
+        plan = TrainingPlan(
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction,
             seed=args.seed,
-        ),
-        settings.detector_parameters(),
-        source_description=str(args.data),
+        )
+    except ValueError as error:
+        raise UsageError(f"train: {error}") from error
+    settings = _settings()
+    output = args.out or settings.model_path
+    try:
+        dataset = load_images(data)
+    except DatasetError as error:
+        raise UsageError(f"train --data: {error}") from error
+    images = dataset.images[: args.limit] if args.limit else dataset.images
+    print(f"training on {len(images)} images from {data}", file=sys.stderr)
+    artifact = train_autoencoder(
+        images, config, plan, settings.detector_parameters(), source_description=str(data)
     )
-    artifact.save(output)
+    _save(artifact, output)
     summary = artifact.baseline.summary()
     print(
         f"wrote {output}: model {artifact.model_version}, validation error "
@@ -104,7 +131,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     settings = _settings()
     path = args.model or settings.model_path
     artifact = ModelArtifact.load(path).recalibrated(settings.detector_parameters())
-    artifact.save(path)
+    _save(artifact, path)
     print(f"wrote {path}")
     _print_calibration(artifact.calibration)
     return 0
@@ -112,51 +139,75 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     from framedrift.producers import cli as producer_cli
+    from framedrift.producers.datasets import DatasetError
 
+    options = producer_cli.parse_arguments(args.arguments)
     settings = _settings()
-    sent = producer_cli.run(args, settings.bootstrap_servers, settings.input_topic)
+    try:
+        sent = producer_cli.run(options, settings.bootstrap_servers, settings.input_topic)
+    except DatasetError as error:
+        raise UsageError(f"produce: {error}") from error
+    except producer_cli.BrokerUnreachableError as error:
+        raise UsageError(f"{error}: check FRAMEDRIFT_BOOTSTRAP_SERVERS") from error
     print(f"sent {sum(sent.values())} events to {settings.input_topic} from {len(sent)} sources")
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from framedrift.worker.ops.logs import configure_logging
-    from framedrift.worker.stream.service import DriftWorker
+    from framedrift.worker.stream.assembly import build_worker
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
-    DriftWorker(settings).run()
+    build_worker(settings).run()
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from framedrift.deploy.demo import run_demo
+    from framedrift.deploy.local_servers import ServerNotInstalledError
 
-    return run_demo(retrain=args.retrain)
+    try:
+        return run_demo(retrain=args.retrain)
+    except ServerNotInstalledError as error:
+        raise UsageError(f"demo: {error}") from error
 
 
-# Commands whose options live with their code in bench/ (`framedrift evaluate --help`).
-BENCH_COMMANDS = {
-    "evaluate": (
-        "framedrift.worker.evaluation.evaluate",
-        "detection delays and false alarms over replayed scenarios",
-    ),
-    "seeds": (
-        "framedrift.worker.evaluation.seeds",
-        "rerun the seed documents' experiments, our figures beside theirs",
-    ),
+def _evaluate(args: argparse.Namespace) -> int:
+    from framedrift.worker.evaluation import evaluate
+
+    return evaluate.main(args.arguments)
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    from framedrift.worker.evaluation import seeds
+
+    return seeds.main(args.arguments)
+
+
+# Commands whose options live beside their code (`framedrift produce --help` shows them):
+# name -> (handler, one-line description).
+DELEGATED_COMMANDS = {
+    "produce": (_produce, "stream dataset images as events, with drift"),
+    "evaluate": (_evaluate, "detection delays and false alarms over replayed scenarios"),
+    "seeds": (_seeds, "rerun the seed documents' experiments, our figures beside theirs"),
 }
 
 
-def _bench(args: argparse.Namespace) -> int:
-    module = importlib.import_module(BENCH_COMMANDS[args.command][0])
-    return int(module.main(args.bench_arguments))
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _add_delegated(commands: argparse._SubParsersAction, name: str) -> None:
+    handler, description = DELEGATED_COMMANDS[name]
+    delegated = commands.add_parser(name, help=description, add_help=False)
+    delegated.add_argument("arguments", nargs=argparse.REMAINDER)
+    delegated.set_defaults(handler=handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from framedrift.producers import cli as producer_cli
-    from framedrift.producers.datasets import SAMPLE_DATA_DIR
-
     parser = argparse.ArgumentParser(prog="framedrift", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -164,19 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data",
         type=Path,
-        default=SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz",
-        help="reference images: IDX (.gz), .npz or a folder of PNG/JPEG",
+        default=None,
+        help="reference images: IDX (.gz), .npz or a folder of PNG/JPEG "
+        "(default: the Fashion-MNIST sample shipped with framedrift)",
     )
     train.add_argument("--out", type=Path, default=None, help="default: FRAMEDRIFT_MODEL_PATH")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--epochs", type=_positive_int, default=5)
+    train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--validation-fraction", type=float, default=0.2)
-    train.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    train.add_argument("--height", type=int, default=28)
-    train.add_argument("--width", type=int, default=28)
+    train.add_argument(
+        "--limit", type=_positive_int, default=None, help="use only the first N images"
+    )
+    train.add_argument("--height", type=_positive_int, default=28)
+    train.add_argument("--width", type=_positive_int, default=28)
     train.add_argument("--channels", type=int, default=1, choices=[1, 3])
-    train.add_argument("--filters", type=int, default=32)
+    train.add_argument("--filters", type=_positive_int, default=32)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=_train)
 
@@ -188,9 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.set_defaults(handler=_calibrate)
 
-    produce = commands.add_parser("produce", help="stream dataset images as events, with drift")
-    producer_cli.add_arguments(produce)
-    produce.set_defaults(handler=_produce)
+    _add_delegated(commands, "produce")
 
     worker = commands.add_parser("worker", help="run the drift worker (settings from FRAMEDRIFT_*)")
     worker.set_defaults(handler=_worker)
@@ -199,12 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
     demo.set_defaults(handler=_demo)
 
-    for name, (_, description) in BENCH_COMMANDS.items():
-        bench = commands.add_parser(name, help=description, add_help=False)
-        bench.add_argument("bench_arguments", nargs=argparse.REMAINDER)
-        bench.set_defaults(handler=_bench)
+    _add_delegated(commands, "evaluate")
+    _add_delegated(commands, "seeds")
 
-    schema = commands.add_parser("schema", help="write the JSON Schema files into schemas/json")
+    schema = commands.add_parser("schema", help="write the JSON Schema files of the contracts")
+    schema.add_argument(
+        "--out", type=Path, default=None, help="folder (default: framedrift's schemas/json)"
+    )
     schema.add_argument("--check", action="store_true", help="only check they are up to date")
     schema.set_defaults(handler=_schema)
     return parser
@@ -223,14 +276,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args, unparsed = parser.parse_known_args(argv)
-    if args.command in BENCH_COMMANDS:
-        # REMAINDER misses options that look like this parser's; the bench parser reads all.
-        args.bench_arguments = unparsed + args.bench_arguments
+    if args.command in DELEGATED_COMMANDS:
+        # REMAINDER misses options that look like this parser's; the command's own parser
+        # reads them all.
+        args.arguments = unparsed + args.arguments
     elif unparsed:
         parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
     try:
         return int(args.handler(args))
-    except (SettingsError, ArtifactError) as error:
+    except (UsageError, SettingsError, ArtifactError) as error:
         print(f"framedrift: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from kafka.structs import OffsetAndMetadata
 
 from framedrift.producers.stream import StreamPlan
 from framedrift.worker.ops.settings import settings_from_env
-from framedrift.worker.stream.service import DriftWorker
+from framedrift.worker.stream.assembly import build_worker
 from tests.integration.conftest import PARTITIONS, Stack
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
     for name, value in stack.environment(FRAMEDRIFT_BATCH_SIZE="100").items():
         if name.startswith("FRAMEDRIFT_"):
             monkeypatch.setenv(name, value)
-    doomed = DriftWorker(settings_from_env())
+    doomed = build_worker(settings_from_env())
     save = doomed.store.save
 
     def save_then_die_after_an_alert(topic, applied, states):  # type: ignore[no-untyped-def]

@@ -1,27 +1,57 @@
-"""The Redis state store against a real Redis: fenced writes and refused forgeries."""
+"""The state stores' contract: fenced writes, applied offsets, and blobs that cannot be used.
+
+The fencing and claiming rules run against both backends, the real Redis and the
+in-memory store the unit tests rely on, so that the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
+import pickle
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis
 
-from framedrift.deploy.local_servers import LocalServers
+from framedrift.deploy.local_servers import LocalServers, free_port
 from framedrift.worker.detection.monitor import SourceState
-from framedrift.worker.stream.state_codec import StateCodec
-from framedrift.worker.stream.state_store import PartitionFenced, RedisStateStore
+from framedrift.worker.stream.memory_store import InMemoryStateStore
+from framedrift.worker.stream.state_codec import CODEC_VERSION, StateCodec
+from framedrift.worker.stream.state_store import (
+    PartitionFenced,
+    RedisStateStore,
+    StateStore,
+    StoreUnavailable,
+)
 from tests.detector_fixtures import synthetic_config
+from tests.state_blobs import pickle_naming, signed_blob
 
 pytestmark = pytest.mark.integration
 
 CONFIG = synthetic_config()
 TOPIC = "images"
+KEY = b"k" * 32
 
 
-def store(servers: LocalServers, namespace: str, key: bytes = b"k" * 32) -> RedisStateStore:
+def store(servers: LocalServers, namespace: str, key: bytes = KEY) -> RedisStateStore:
     client = redis.Redis.from_url(servers.redis_url)
     return RedisStateStore(client, StateCodec(key), namespace, "group", "ae-test")
+
+
+# Two workers' views of one store.
+TwoViews = Callable[[], tuple[StateStore, StateStore]]
+
+
+@pytest.fixture(params=["redis", "in-memory"])
+def two_views(request: pytest.FixtureRequest, servers: LocalServers) -> TwoViews:
+    def make() -> tuple[StateStore, StateStore]:
+        if request.param == "redis":
+            namespace = uuid.uuid4().hex
+            return store(servers, namespace), store(servers, namespace)
+        shared = InMemoryStateStore(StateCodec(KEY))
+        return shared, shared
+
+    return make
 
 
 def state_with_count(count: int) -> SourceState:
@@ -32,10 +62,9 @@ def state_with_count(count: int) -> SourceState:
 
 
 def test_a_worker_that_lost_its_partition_cannot_overwrite_the_new_owner(
-    servers: LocalServers,
+    two_views: TwoViews,
 ) -> None:
-    namespace = uuid.uuid4().hex
-    old_owner, new_owner = store(servers, namespace), store(servers, namespace)
+    old_owner, new_owner = two_views()
     stale_claim = old_owner.claim_partitions(TOPIC, [0])[0]
     # A rebalance hands partition 0 to the new owner while the old one is paused mid-batch.
     fresh_claim = new_owner.claim_partitions(TOPIC, [0])[0]
@@ -49,11 +78,26 @@ def test_a_worker_that_lost_its_partition_cannot_overwrite_the_new_owner(
     assert new_owner.applied_offsets(TOPIC) == {0: 99}
 
 
+def test_a_fenced_save_of_several_partitions_writes_none_of_them(two_views: TwoViews) -> None:
+    old_owner, new_owner = two_views()
+    claims = old_owner.claim_partitions(TOPIC, [0, 1])
+    new_owner.claim_partitions(TOPIC, [1])  # only partition 1 moved
+
+    with pytest.raises(PartitionFenced, match=r"images\[1\]"):
+        old_owner.save(
+            TOPIC,
+            {0: (claims[0].generation, 10), 1: (claims[1].generation, 20)},
+            {"cam-0": state_with_count(11)},
+        )
+
+    assert old_owner.applied_offsets(TOPIC) == {}
+    assert old_owner.load_sources(["cam-0"]).states == {}
+
+
 def test_claiming_returns_the_applied_offset_left_by_the_previous_owner(
-    servers: LocalServers,
+    two_views: TwoViews,
 ) -> None:
-    namespace = uuid.uuid4().hex
-    first, second = store(servers, namespace), store(servers, namespace)
+    first, second = two_views()
     claims = first.claim_partitions(TOPIC, [0, 1])
     assert all(claim.applied_offset is None for claim in claims.values())
     first.save(TOPIC, {0: (claims[0].generation, 41), 1: (claims[1].generation, 7)}, {})
@@ -72,6 +116,39 @@ def test_a_tampered_blob_is_rejected_and_the_others_still_load(servers: LocalSer
     writer.client.setrange(writer.source_key("bad"), 40, b"tampered")
 
     loaded = writer.load_sources(["good", "bad", "never-seen"])
-    assert loaded.rejected == ["bad"]
+    assert loaded.resets == {"bad": "signature"}
     assert set(loaded.states) == {"good"}
-    assert store(servers, namespace, key=b"x" * 32).load_sources(["good"]).rejected == ["good"]
+    other_key = store(servers, namespace, key=b"x" * 32)
+    assert other_key.load_sources(["good"]).resets == {"good": "signature"}
+
+
+def test_signed_blobs_this_code_cannot_load_reset_their_sources_instead_of_raising(
+    servers: LocalServers,
+) -> None:
+    """A worker that raised here would stop on the same batch after every restart."""
+    writer = store(servers, uuid.uuid4().hex)
+    claim = writer.claim_partitions(TOPIC, [0])[0]
+    writer.save(TOPIC, {0: (claim.generation, 1)}, {"good": state_with_count(3)})
+    old, moved = writer.source_key("old"), writer.source_key("moved")
+    # Left by the previous codec version, whose pickles name the old module paths.
+    writer.client.set(old, signed_blob(KEY, old, b"fd1", pickle.dumps(state_with_count(5))))
+    # Signed by this version, before a class of the state was renamed.
+    gone = pickle_naming("framedrift.worker.detection.monitor", "RetiredSourceState")
+    writer.client.set(moved, signed_blob(KEY, moved, CODEC_VERSION, gone))
+
+    loaded = writer.load_sources(["good", "old", "moved"])
+
+    assert loaded.resets == {"old": "codec_version", "moved": "unloadable"}
+    assert loaded.states["good"].stats.count == 3
+    assert set(loaded.states) == {"good"}
+
+
+def test_an_unreachable_redis_is_reported_as_store_unavailable() -> None:
+    nobody = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    unreachable = RedisStateStore(nobody, StateCodec(KEY), "p", "group", "ae-test")
+    with pytest.raises(StoreUnavailable):
+        unreachable.claim_partitions(TOPIC, [0])
+    with pytest.raises(StoreUnavailable):
+        unreachable.load_sources(["cam-1"])
+    with pytest.raises(StoreUnavailable):
+        unreachable.save(TOPIC, {0: (1, 5)}, {"cam-1": state_with_count(1)})

@@ -8,22 +8,36 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from framedrift.worker.detection.adwin import AdwinDetector
+from framedrift.worker.detection.adwin import Adwin
 from framedrift.worker.detection.cusum import Cusum
-from framedrift.worker.detection.ks import KSWindowTest, ks_distance
-from framedrift.worker.detection.latent_mix import PrototypeMix
+from framedrift.worker.detection.ks import KsTest, ks_distance
+from framedrift.worker.detection.latent_mix import LatentMix
 from framedrift.worker.detection.monitor import SourceMonitor, SourceState
-from framedrift.worker.detection.relative_increase import RelativeIncreaseRule
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.relative_increase import RelativeIncrease
 from framedrift.worker.detection.running_stats import RunningStats
-from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.scores import ImageScores, ScoredImage
 from framedrift.worker.detection.window import EventWindow
-from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
+from tests.detector_fixtures import PROTOTYPES, feed, synthetic_config, synthetic_scores
 
 CONFIG = synthetic_config()
 
 
 def clean(rng: np.random.Generator, size: int) -> ImageScores:
     return synthetic_scores(rng, size)
+
+
+def image_with_error(error: float) -> ScoredImage:
+    """An image whose only signal that matters is its error."""
+    return ScoredImage(error, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def windowed(values: np.ndarray, capacity: int) -> EventWindow:
+    """A window holding the last `capacity` of `values` as errors."""
+    window = EventWindow(capacity)
+    for value in values[-capacity:]:
+        window.append({"error": float(value)}, "", 0, 0, 0.0)
+    return window
 
 
 def first_firings(fired: list[tuple[int, str]]) -> dict[str, int]:
@@ -128,56 +142,69 @@ def test_a_class_that_stops_arriving_is_caught_by_the_latent_mix(
 
 def test_cusum_fires_once_per_excursion_in_both_directions() -> None:
     cusum = Cusum(slack=0.5, threshold=8.0)
-    fired = [cusum.update(-3.0).drift_detected for _ in range(50)]
+    fired = [cusum.observe(-3.0).fired for _ in range(50)]
     assert fired.count(True) == 1 and cusum.direction == "down"
     for _ in range(200):  # clean again: the sum drains to zero and the detector re-arms
-        cusum.update(0.0)
+        cusum.observe(0.0)
     assert not cusum.in_drift
-    assert [cusum.update(3.0).drift_detected for _ in range(10)].count(True) == 1
+    assert [cusum.observe(3.0).fired for _ in range(10)].count(True) == 1
     assert cusum.direction == "up"
 
 
 def test_one_sided_cusum_ignores_scores_that_run_low() -> None:
     cusum = Cusum(slack=0.5, threshold=5.0, two_sided=False)
-    assert not any(cusum.update(-3.0).drift_detected for _ in range(100))
+    assert not any(cusum.observe(-3.0).fired for _ in range(100))
 
 
 def test_windowed_tests_alert_once_per_episode_and_re_arm(rng: np.random.Generator) -> None:
-    reference = np.sort(rng.gamma(9.0, 0.03, 1000))
-    test = KSWindowTest(stride=10, threshold=0.3)
-    shifted = rng.choice(reference, 100) * 1.5
-    assert sum(test.update(shifted, reference).drift_detected for _ in range(200)) == 1
-    passing = rng.choice(reference, 100)
+    reference = ReferenceProfile(synthetic_scores(rng, 1000), PROTOTYPES)
+    test = KsTest(stride=10, threshold=0.3)
+    image = image_with_error(0.0)  # the test reads the window, not the image
+    shifted = windowed(rng.choice(reference.scores.error, 100) * 1.5, 100)
+    assert sum(test.update(image, shifted, reference).fired for _ in range(200)) == 1
+    passing = windowed(rng.choice(reference.scores.error, 100), 100)
     for _ in range(10):
-        test.update(passing, reference)
+        test.update(image, passing, reference)
     assert not test.episode.in_drift
-    assert sum(test.update(shifted, reference).drift_detected for _ in range(10)) == 1
+    assert sum(test.update(image, shifted, reference).fired for _ in range(10)) == 1
 
 
 def test_prototype_mix_counts_only_the_window() -> None:
-    mix = PrototypeMix(window=20, stride=5, threshold=1e9, prototypes=3)
+    mix = LatentMix(latent_window=20, stride=5, threshold=1e9, prototypes=3)
+    reference = ReferenceProfile(ImageScores(np.zeros(3), np.arange(3), *np.zeros((4, 3))), 3)
     for prototype in [0] * 30 + [2] * 20:
-        mix.update(prototype, np.full(3, 1 / 3))
+        mix.update(
+            ScoredImage(0.0, 0.0, prototype, 0.0, 0.0, 0.0, 0.0, 0.0), EventWindow(1), reference
+        )
     assert mix.counts.tolist() == [0, 0, 20]
 
 
-def test_relative_increase_rule_needs_the_full_window_and_the_threshold() -> None:
-    rule = RelativeIncreaseRule(threshold_pct=20.0)
-    assert not rule.update(None, 0.3).drift_detected
-    assert not rule.update(0.35, 0.3).drift_detected  # +16.7%
-    assert rule.update(0.37, 0.3).drift_detected  # +23.3%
-    assert rule.statistic == pytest.approx(100 * 0.07 / 0.3)
+def test_relative_increase_rule_needs_the_full_window_and_the_threshold(
+    rng: np.random.Generator,
+) -> None:
+    reference = ReferenceProfile(synthetic_scores(rng, 1000), PROTOTYPES)
+    baseline_mean = reference.signal_means["error"]
+    rule = RelativeIncrease(threshold=20.0, stride=1)
+    image = image_with_error(0.0)  # the rule reads the window, not the image
+    half_full = windowed(np.full(5, baseline_mean * 2.0), 10)
+    assert not rule.update(image, half_full, reference).fired
+    assert not rule.update(image, windowed(np.full(10, baseline_mean * 1.15), 10), reference).fired
+    assert rule.update(image, windowed(np.full(10, baseline_mean * 1.25), 10), reference).fired
+    assert rule.statistic == pytest.approx(25.0)
+    assert rule.direction == "up"
 
 
 def test_adwin_detects_a_fall_as_well_as_a_rise(rng: np.random.Generator) -> None:
-    detector = AdwinDetector(delta=2e-4)
+    detector = Adwin(delta=2e-4)
     for error in rng.gamma(9.0, 0.03, 2000):
-        detector.update(float(error))
+        detector.observe(float(error))
     fallen = rng.gamma(9.0, 0.03, 500) * 0.6
-    fired = (i for i, x in enumerate(fallen) if detector.update(float(x)).drift_detected)
+    fired = (i for i, x in enumerate(fallen) if detector.observe(float(x)).fired)
     delay = next(fired, None)
     assert delay is not None and delay < 200, f"ADWIN's delay on a 40% fall: {delay}"
     assert detector.estimation < detector.mean_before  # the level after the cut is lower
+    assert detector.statistic == pytest.approx(detector.estimation - detector.mean_before)
+    assert detector.direction == "down" and detector.threshold is None
 
 
 def test_outliers_above_the_baseline_quantile_are_counted(rng: np.random.Generator) -> None:

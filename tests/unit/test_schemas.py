@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 from datetime import UTC, datetime
+from typing import get_args
 
 import jsonschema
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from framedrift.schemas import DriftAlert, ImageEvent, cloudevents_headers
+from framedrift.schemas.alerts import DetectorName
 from framedrift.schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
 from framedrift.worker.detection.monitor import (
     DetectorFiring,
@@ -23,6 +25,8 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
+from framedrift.worker.detection.registry import DETECTOR_NAMES
+from framedrift.worker.detection.scores import ImageScores
 from framedrift.worker.stream.alerts import alert_id, build_alert
 from framedrift.worker.stream.decoding import DecodingLimits, decode_record
 from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
@@ -70,7 +74,7 @@ def test_alert_from_the_worker_validates_against_the_committed_alert_schema() ->
     assert alert.window_first_event.offset == 2
     assert alert.window_last_event.offset == 11
     reference_mean = config.reference.signal_means["error"]
-    assert alert.relative_increase == pytest.approx((0.5 - reference_mean) / reference_mean)
+    assert alert.error_change_pct == pytest.approx(100 * (0.5 - reference_mean) / reference_mean)
     assert alert.direction == "up"
     brightness = alert.signals["brightness"]
     assert brightness.current_mean == pytest.approx(0.6)
@@ -111,7 +115,7 @@ def _example_alert_json() -> str:
     stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
     return json.dumps(
         {
-            "schema_version": 2,
+            "schema_version": 3,
             "alert_id": "a",
             "source_id": "s",
             "detector": "ks",
@@ -119,11 +123,13 @@ def _example_alert_json() -> str:
             "threshold": 0.2,
             "reference": stats,
             "current": stats,
-            "relative_increase": 0.0,
+            "error_change_pct": 0.0,
             "direction": "up",
             "signals": {
                 "brightness": {"reference_mean": 0.3, "current_mean": 0.5, "shift_in_std": 2.0}
             },
+            "outliers_in_window": 0,
+            "outliers_seen": 0,
             "window_first_event": ref,
             "window_last_event": ref,
             "events_seen": 10,
@@ -164,3 +170,68 @@ def test_an_error_cusum_alert_says_up_when_the_error_jumps_though_the_window_is_
     alert = build_alert("cam-1", cusum_firings[0], monitor.state, config, "ae-x")
     assert alert.current.mean_error < alert.reference.mean_error  # the lagging window
     assert alert.direction == "up"
+
+
+def test_the_alert_schema_names_exactly_the_detectors_of_the_registry() -> None:
+    """`schemas/` imports nothing of the worker, so its list is a copy: this keeps it true."""
+    assert get_args(DetectorName) == DETECTOR_NAMES
+
+
+def first_alert_of(
+    detector: str, monitor: SourceMonitor, scores: ImageScores, start: int
+) -> DriftAlert:
+    config = monitor.config
+    for offset, image in enumerate(scored_images(scores, config.reference), start=start):
+        for firing in monitor.update(image, EventRef(f"e{offset}", 0, offset, 1.7e9)):
+            if firing.detector == detector:
+                alert = build_alert("cam-1", firing, monitor.state, config, "ae-x")
+                document = json.loads(alert.model_dump_json())
+                jsonschema.validate(document, load_schema("drift-alert.schema.json"))
+                return alert
+    raise AssertionError(f"{detector} never fired")
+
+
+def test_an_alert_reports_the_error_change_in_percent_like_the_relative_increase_detector(
+    rng: np.random.Generator,
+) -> None:
+    """The rule fires on the window mean; the alert, built on the same event, reports it."""
+    config = synthetic_config()
+    monitor = SourceMonitor(config, SourceState.fresh(config))
+    feed(monitor, config, synthetic_scores(rng, 500))
+    risen = synthetic_scores(rng, 1000)
+    risen = dataclasses.replace(risen, error=risen.error * 1.3)
+    alert = first_alert_of("relative_increase", monitor, risen, start=500)
+    assert alert.error_change_pct == pytest.approx(alert.statistic)
+    assert alert.threshold is not None and alert.error_change_pct > alert.threshold > 1.0
+
+
+def test_an_adwin_alert_reports_the_change_of_its_mean_and_no_threshold(
+    rng: np.random.Generator,
+) -> None:
+    config = synthetic_config()
+    monitor = SourceMonitor(config, SourceState.fresh(config))
+    feed(monitor, config, synthetic_scores(rng, 2000))
+    fallen = synthetic_scores(rng, 1000)
+    fallen = dataclasses.replace(fallen, error=fallen.error * 0.6)
+    alert = first_alert_of("adwin", monitor, fallen, start=2000)
+    adwin = monitor.state.detectors["adwin"]
+    assert alert.threshold is None
+    assert alert.statistic == pytest.approx(adwin.estimation - adwin.mean_before)
+    assert alert.statistic < 0 and alert.direction == "down"
+
+
+def test_an_alert_counts_outliers_in_its_window_and_since_the_source_was_first_seen(
+    rng: np.random.Generator,
+) -> None:
+    """Two outliers long gone from the window, three in it: the window says 3, the source 5."""
+    config = synthetic_config(window_size=10)
+    state = SourceState.fresh(config)
+    monitor = SourceMonitor(config, state)
+    outlier = 2.0 * config.outlier_threshold
+    errors = np.full(40, 0.5 * config.outlier_threshold)
+    errors[[3, 8, 31, 35, 39]] = outlier
+    images = synthetic_scores(rng, 40)
+    feed(monitor, config, dataclasses.replace(images, error=errors))
+    trigger = EventRef("e39", 0, 39, 1.7e9)
+    alert = build_alert("cam-1", DetectorFiring("ks", 0.9, 0.5, trigger), state, config, "ae-x")
+    assert (alert.outliers_in_window, alert.outliers_seen) == (3, 5)

@@ -2,43 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar, Self
+
+import numpy as np
 from river.drift import ADWIN
 
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.protocol import Direction
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ScoredImage
+from framedrift.worker.detection.window import EventWindow
 
-class AdwinDetector:
+
+class Adwin:
     """ADaptive WINdowing (Bifet & Gavaldà, 2007), as implemented by `river.drift.ADWIN`.
 
-    ADWIN keeps a variable-length window of recent values and drops its older part as
+    ADWIN keeps a variable-length window of recent errors and drops its older part as
     soon as the two parts' means differ by more than a Hoeffding-style bound. `delta`
     is its false-alarm control: the bound holds with probability 1 - delta per check,
     so a smaller delta means fewer false alarms and a slightly later detection. It
-    needs no baseline: it compares the source with its own past.
+    needs no baseline: it compares the source with its own past. Not calibrated: its
+    bound depends on the sub-window sizes, so calibration measures its false-alarm
+    rate on clean streams (`clean_alarms`) and leaves the rest of the budget to the
+    others.
+
+    Its statistic is the change of ADWIN's mean estimate at the latest update: at an
+    alarm, the level after the cut minus the level the source left.
 
     State: the river object itself, pickled by the state codec inside a signed blob.
 
-    >>> detector = AdwinDetector(delta=0.002)
+    >>> detector = Adwin(delta=0.002)
     >>> stream = [0.3] * 500 + [0.6] * 200
-    >>> fired = [i for i, x in enumerate(stream) if detector.update(x).drift_detected]
-    >>> 500 <= fired[0] < 600
-    True
+    >>> fired = [i for i, x in enumerate(stream) if detector.observe(x).fired]
+    >>> 500 <= fired[0] < 600, detector.direction
+    (True, 'up')
     """
+
+    name: ClassVar[str] = "adwin"
+    calibrated: ClassVar[bool] = False
 
     def __init__(self, delta: float) -> None:
         self._adwin = ADWIN(delta=delta)
         self._mean_before = 0.0
 
-    def update(self, error: float) -> AdwinDetector:
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(parameters.adwin_delta)
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        return self.observe(image.error)
+
+    def observe(self, error: float) -> Self:
         self._mean_before = self._adwin.estimation
         self._adwin.update(error)
         return self
 
     @property
-    def drift_detected(self) -> bool:
+    def fired(self) -> bool:
         return bool(self._adwin.drift_detected)
 
     @property
+    def statistic(self) -> float:
+        """ADWIN's mean estimate after the latest update minus before it."""
+        return self.estimation - self.mean_before
+
+    @property
+    def threshold(self) -> float | None:
+        """None: ADWIN's bound depends on the sizes of the two sub-windows it compared."""
+        return None
+
+    @property
+    def direction(self) -> Direction | None:
+        return "up" if self.statistic >= 0.0 else "down"
+
+    @property
     def mean_before(self) -> float:
-        """ADWIN's mean estimate just before the last update: the level the source left."""
+        """ADWIN's mean estimate just before the latest update: the level the source left."""
         return float(self._mean_before)
 
     @property
@@ -50,3 +95,18 @@ class AdwinDetector:
     def estimation(self) -> float:
         """ADWIN's mean estimate over its current window."""
         return float(self._adwin.estimation)
+
+    @staticmethod
+    def clean_alarms(errors: np.ndarray, parameters: DetectorParameters) -> int:
+        """ADWIN's alarms on clean streams of errors (streams × events), each from a fresh start.
+
+        The same river detector that `observe` feeds, without the wrapper's bookkeeping:
+        it runs one event at a time, and calibration feeds it a million.
+        """
+        alarms = 0
+        for stream in errors:
+            adwin = ADWIN(delta=parameters.adwin_delta)
+            for error in stream.tolist():
+                adwin.update(error)
+                alarms += adwin.drift_detected
+        return alarms

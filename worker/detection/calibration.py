@@ -20,15 +20,21 @@ How:
    Fashion-MNIST model (8,400 baseline images) the plain bootstrap let streams from
    the test set raise latent-mix false alarms at 2.8 times its share of the ERT; with
    the margin, `framedrift evaluate` measures every detector near or below its share.
-2. Each calibrated detector's statistic is computed over all streams at once (numpy),
-   exactly as `worker/detectors/` computes it per event, and its false-alarm episodes
-   are counted as a function of the threshold. An episode is what pages someone: the
-   first alarm after the detector re-armed (see `EpisodeLatch`, `Cusum`).
+2. Each calibrated detector simulates itself over all streams at once (numpy; its
+   `clean_episodes`, beside its `update` in its module), exactly as it computes its
+   statistic per event, and counts its false-alarm episodes as a function of the
+   threshold. An episode is what pages someone: the first alarm after the detector
+   re-armed (see `EpisodeLatch`, `Cusum`).
 3. The combination: alarm rates add up at worst, so each of the calibrated detectors
    gets an equal share of the budget 1/ERT left after ADWIN's measured rate. The
    combined run length is then at least the ERT; `framedrift evaluate` measures it.
 4. Near the target the episode count is small and noisy, so the threshold is read
    from a log-linear fit of the counts around it rather than from the raw step.
+5. A CUSUM caps its sums at twice its threshold, so its episodes depend on the
+   threshold itself: it is fitted uncapped first, then its episodes are counted again
+   with the cap the fitted threshold gives and the fit repeated until it settles (a
+   clean stream seldom reaches twice the threshold: at the usual run times it does
+   not move at all, and even at an ERT of 50 events it moves by 0.3%).
 
 The result travels in the model artifact, with the parameters it holds for; a worker
 whose settings differ recalibrates at start-up (deterministic, a few seconds).
@@ -41,25 +47,26 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-from river.drift import ADWIN
 
-from framedrift.worker.detection.ks import ks_distance_of_sorted
-from framedrift.worker.detection.latent_mix import chi_square
+from framedrift.worker.detection.adwin import Adwin
+from framedrift.worker.detection.episode import EpisodeCounts
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.protocol import CalibratedDetector
 from framedrift.worker.detection.reference import ReferenceProfile
-from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.registry import CALIBRATED_DETECTORS
 
-CALIBRATED_DETECTORS = ("error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix")
 STREAM_LENGTH = 10_000  # events per simulated stream: ten windows, so burn-in is small
 TRUTH_SPREAD = 2.0  # how much farther from the baseline a clean truth may sit than sampling puts it
-ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event in Python: measure, not tune
+ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event: measure it, do not tune it
+# Point 5: a threshold whose refit moves it less than this fraction has settled.
+REFIT_TOLERANCE = 1e-4
+MAX_REFITS = 5
 
 
 @dataclass(frozen=True)
 class Calibration:
     parameters: DetectorParameters
-    thresholds: dict[str, float]  # detector -> threshold on its statistic
+    thresholds: dict[str, float]  # calibrated detector's name -> threshold on its statistic
     detector_ert: float  # the run length each calibrated detector was set to
     adwin_alarms: int  # ADWIN's false alarms on `adwin_events` simulated clean events
     adwin_events: int
@@ -82,57 +89,34 @@ def calibrate(
 ) -> Calibration:
     """Thresholds for `parameters`, from clean streams resampled out of the baseline scores."""
     started = time.perf_counter()
-    clean = profile.scores
-    rows = _clean_stream_rows(len(clean), max(1, simulated_events // STREAM_LENGTH), seed)
+    rows = clean_stream_rows(len(profile.scores), max(1, simulated_events // STREAM_LENGTH), seed)
 
-    adwin_events = min(ADWIN_MEASURED_EVENTS, rows.size)
-    adwin_alarms = _adwin_alarms(clean.error[rows.ravel()[:adwin_events]], parameters)
-    budget = 1.0 / parameters.ert - adwin_alarms / adwin_events
+    adwin_rows = rows[: max(1, ADWIN_MEASURED_EVENTS // STREAM_LENGTH)]
+    adwin_alarms = Adwin.clean_alarms(profile.scores.error[adwin_rows], parameters)
+    budget = 1.0 / parameters.ert - adwin_alarms / adwin_rows.size
     if budget <= 0.5 / parameters.ert:
         raise ValueError(
             f"ADWIN alone (delta {parameters.adwin_delta}) raised {adwin_alarms} false alarms "
-            f"in {adwin_events} clean events, over half the budget of ERT {parameters.ert}; "
+            f"in {adwin_rows.size} clean events, over half the budget of ERT {parameters.ert}; "
             "lower adwin_delta"
         )
     detector_rate = budget / len(CALIBRATED_DETECTORS)
-
-    episode_counters = {
-        "error_cusum": lambda: _cusum_excursions(
-            profile.error_z(clean.error)[rows], parameters.cusum_slack, two_sided=True
-        ),
-        "latent_cusum": lambda: _cusum_excursions(
-            profile.latent_distance_z(clean.latent_distance)[rows],
-            parameters.cusum_slack,
-            two_sided=False,
-        ),
-        "ks": lambda: _upcrossings(
-            _ks_statistics(profile, clean, rows, parameters), parameters.test_stride
-        ),
-        "relative_increase": lambda: _upcrossings(
-            _relative_increase_statistics(profile, clean.error[rows], parameters),
-            parameters.test_stride,
-        ),
-        "latent_mix": lambda: _upcrossings(
-            _latent_mix_statistics(profile, clean.prototype[rows], parameters),
-            parameters.test_stride,
-        ),
+    thresholds = {
+        detector.name: fitted_threshold(detector, profile, rows, parameters, detector_rate)
+        for detector in CALIBRATED_DETECTORS
     }
-    thresholds = {}
-    for detector, count_episodes in episode_counters.items():
-        episodes, opportunities = count_episodes()
-        thresholds[detector] = _threshold_for_rate(episodes, detector_rate * opportunities)
     return Calibration(
         parameters=parameters,
         thresholds=thresholds,
         detector_ert=1.0 / detector_rate,
         adwin_alarms=adwin_alarms,
-        adwin_events=adwin_events,
+        adwin_events=int(adwin_rows.size),
         simulated_events=int(rows.size),
         seconds=time.perf_counter() - started,
     )
 
 
-def _clean_stream_rows(baseline_size: int, streams: int, seed: int) -> np.ndarray:
+def clean_stream_rows(baseline_size: int, streams: int, seed: int) -> np.ndarray:
     """Baseline rows of simulated clean streams (streams × STREAM_LENGTH).
 
     Each stream's events come from its own bootstrap resample of the baseline: one
@@ -145,119 +129,29 @@ def _clean_stream_rows(baseline_size: int, streams: int, seed: int) -> np.ndarra
     return np.take_along_axis(truths, draws, axis=1)
 
 
-class EpisodeCounts:
-    """How many false-alarm episodes a threshold h would give: a step function of h."""
-
-    def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
-        # Each episode candidate fires for every h in [start, end).
-        self.starts = np.sort(starts)
-        self.ends = np.sort(ends)
-
-    def __call__(self, thresholds: np.ndarray) -> np.ndarray:
-        started = np.searchsorted(self.starts, thresholds, side="right")
-        ended = np.searchsorted(self.ends, thresholds, side="right")
-        return started - ended
-
-
-def _upcrossings(statistics: np.ndarray, events_per_test: int = 1) -> tuple[EpisodeCounts, int]:
-    """Episodes of windowed tests (streams × tests): test j fires after a passing test j-1.
-
-    Returns the counts and how many events the tests covered.
-    """
-    previous = np.concatenate([np.full((len(statistics), 1), -np.inf), statistics[:, :-1]], axis=1)
-    rising = statistics > previous
-    return EpisodeCounts(previous[rising], statistics[rising]), statistics.size * events_per_test
+def fitted_threshold(
+    detector: type[CalibratedDetector],
+    profile: ReferenceProfile,
+    rows: np.ndarray,
+    parameters: DetectorParameters,
+    rate: float,
+) -> float:
+    """The threshold at which `detector` alarms at `rate` per clean event (points 2, 4, 5)."""
+    episodes, opportunities = detector.clean_episodes(profile, rows, parameters)
+    threshold = threshold_for_rate(episodes, rate * opportunities)
+    if not detector.dynamics_depend_on_threshold:
+        return threshold
+    for _ in range(MAX_REFITS):
+        episodes, _ = detector.clean_episodes(profile, rows, parameters, threshold)
+        refitted = threshold_for_rate(episodes, rate * opportunities)
+        settled = abs(refitted - threshold) <= REFIT_TOLERANCE * threshold
+        threshold = refitted
+        if settled:
+            break
+    return threshold
 
 
-def _cusum_excursions(z: np.ndarray, slack: float, two_sided: bool) -> tuple[EpisodeCounts, int]:
-    """Episodes of `Cusum`: an excursion of its sums away from zero alarms iff its peak > h."""
-    streams, length = z.shape
-    upper = np.zeros(streams)
-    lower = np.zeros(streams)
-    peak = np.zeros(streams)
-    peaks = []
-    for step in range(length):
-        np.maximum(upper + z[:, step] - slack, 0.0, out=upper)
-        statistic = upper
-        if two_sided:
-            np.maximum(lower - z[:, step] - slack, 0.0, out=lower)
-            statistic = np.maximum(upper, lower)
-        ended = (statistic == 0.0) & (peak > 0.0)
-        if ended.any():
-            peaks.append(peak[ended])
-        peak = np.where(statistic > 0.0, np.maximum(peak, statistic), 0.0)
-    peaks.append(peak[peak > 0.0])
-    all_peaks = np.concatenate(peaks)
-    return EpisodeCounts(np.full(len(all_peaks), -np.inf), all_peaks), z.size
-
-
-def _ks_statistics(
-    profile: ReferenceProfile, clean: ImageScores, rows: np.ndarray, p: DetectorParameters
-) -> np.ndarray:
-    """KS distance of every simulated test window (streams × tests)."""
-    reference = profile.sorted_errors
-    # Tie-aware ranks: sort by a value id, so equal errors get equal ids.
-    distinct, value_id = np.unique(clean.error, return_inverse=True)
-    right = np.searchsorted(reference, distinct, side="right")
-    left = np.searchsorted(reference, distinct, side="left")
-    ids = value_id[rows].astype(np.int32)
-    statistics = []
-    for chunk in np.array_split(ids, max(1, len(ids) // 40)):
-        windows = np.sort(
-            sliding_window_view(chunk, p.window_size, axis=1)[:, :: p.test_stride], axis=-1
-        )
-        statistics.append(
-            ks_distance_of_sorted(windows, right[windows], left[windows], len(reference))
-        )
-    return np.concatenate(statistics)
-
-
-def _relative_increase_statistics(
-    profile: ReferenceProfile, errors: np.ndarray, p: DetectorParameters
-) -> np.ndarray:
-    """The rule's statistic at every simulated test (streams × tests), in percent."""
-    window = p.window_size
-    sums = np.cumsum(errors, axis=1)
-    window_sums = sums[:, window - 1 :] - np.concatenate(
-        [np.zeros((len(sums), 1)), sums[:, :-window]], axis=1
-    )
-    baseline = profile.signal_means["error"]
-    return 100.0 * (window_sums[:, :: p.test_stride] / window - baseline) / baseline
-
-
-def _latent_mix_statistics(
-    profile: ReferenceProfile, prototypes: np.ndarray, p: DetectorParameters
-) -> np.ndarray:
-    """Chi-square of every simulated test window's prototype counts (streams × tests)."""
-    streams, length = prototypes.shape
-    blocks = length // p.test_stride
-    block_of_event = np.arange(blocks * p.test_stride) // p.test_stride
-    flat = (
-        np.arange(streams)[:, None] * blocks + block_of_event
-    ) * profile.prototypes + prototypes[:, : blocks * p.test_stride]
-    block_counts = np.bincount(
-        flat.ravel(), minlength=streams * blocks * profile.prototypes
-    ).reshape(streams, blocks, profile.prototypes)
-    cumulative = np.concatenate(
-        [np.zeros((streams, 1, profile.prototypes), np.int64), np.cumsum(block_counts, axis=1)],
-        axis=1,
-    )
-    per_window = p.latent_window // p.test_stride
-    window_counts = cumulative[:, per_window:] - cumulative[:, :-per_window]
-    return chi_square(window_counts, profile.prototype_shares)
-
-
-def _adwin_alarms(errors: np.ndarray, parameters: DetectorParameters) -> int:
-    alarms = 0
-    for stream in np.array_split(errors, max(1, len(errors) // STREAM_LENGTH)):
-        adwin = ADWIN(delta=parameters.adwin_delta)
-        for error in stream.tolist():
-            adwin.update(error)
-            alarms += adwin.drift_detected
-    return alarms
-
-
-def _threshold_for_rate(episodes: EpisodeCounts, target: float) -> float:
+def threshold_for_rate(episodes: EpisodeCounts, target: float) -> float:
     """The threshold at which `target` episodes are expected, smoothing the noisy tail.
 
     log(episodes) is close to linear in the threshold over a short range, so it is

@@ -1,26 +1,48 @@
-"""Page's CUSUM on standardised per-image scores: the detector that reacts within events."""
+"""Page's CUSUM on standardised per-image scores: the detectors that react within events.
+
+`Cusum` is the sum itself; `ErrorCusum` runs it on the reconstruction error and
+`LatentCusum` on the latent distance. `cusum_episodes` computes the same sums over
+many simulated clean streams at once, for calibration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar, Self
+
+import numpy as np
+
+from framedrift.worker.detection.episode import EpisodeCounts
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.protocol import Direction
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ScoredImage
+from framedrift.worker.detection.window import EventWindow
+
+# The sums stop at this many thresholds, so that the detector re-arms soon after a long
+# drift ends instead of draining a sum that grew for hours.
+CAP_IN_THRESHOLDS = 2.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Cusum:
-    """Accumulates evidence of a shift in standardised scores z (N(0, 1) without drift).
+    """Page's cumulative sum (Page, 1954) of standardised scores z, N(0, 1) without drift.
 
     upper = max(0, upper + z - slack) grows while scores run high, lower the same for
     low scores (two-sided only). Each event far out in the tail adds several units, so
     a strong drift crosses the threshold within a handful of events, while a clean
     stream's sums keep falling back to zero. `slack` is half the shift (in standard
-    deviations) it is tuned for; the threshold comes from calibration (`worker/calibration.py`).
+    deviations) it is tuned for; the threshold is its false-alarm control, set by
+    calibration.
 
     One alarm per excursion: after firing it stays quiet until both sums are back at
     zero, so a camera that stays broken is not paged again and again. The sums are
-    capped at twice the threshold so that the detector re-arms soon after drift ends.
+    capped at `CAP_IN_THRESHOLDS` thresholds so that the detector re-arms soon after
+    drift ends.
 
     >>> cusum = Cusum(slack=0.5, threshold=5.0)
-    >>> [cusum.update(z).drift_detected for z in (0.1, 3.0, 3.0, 3.0, 3.0)]
+    >>> [cusum.observe(z).fired for z in (0.1, 3.0, 3.0, 3.0, 3.0)]
     [False, False, False, True, False]
     """
 
@@ -32,8 +54,8 @@ class Cusum:
     in_drift: bool = False
     fired: bool = False
 
-    def update(self, z: float) -> Cusum:
-        cap = 2.0 * self.threshold
+    def observe(self, z: float) -> Self:
+        cap = CAP_IN_THRESHOLDS * self.threshold
         self.upper = min(max(0.0, self.upper + z - self.slack), cap)
         if self.two_sided:
             self.lower = min(max(0.0, self.lower - z - self.slack), cap)
@@ -49,10 +71,127 @@ class Cusum:
         return max(self.upper, self.lower)
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Direction | None:
         """Which sum is larger: 'up' (scores run high) or 'down'."""
         return "down" if self.lower > self.upper else "up"
 
+
+@dataclass(kw_only=True)
+class ErrorCusum(Cusum):
+    """Two-sided CUSUM of the reconstruction error's standard score.
+
+    Detects a sudden change of the error either way: noise, blur, a brightness jump,
+    occlusion, or new content (whose error may *fall*: MNIST digits are easier to
+    reconstruct than clothes). Its direction is the error's.
+    """
+
+    name: ClassVar[str] = "error_cusum"
+    calibrated: ClassVar[bool] = True
+    dynamics_depend_on_threshold: ClassVar[bool] = True
+    two_sided: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(slack=parameters.cusum_slack, threshold=thresholds[cls.name])
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        return self.observe(image.error_z)
+
+    @classmethod
+    def clean_episodes(
+        cls,
+        reference: ReferenceProfile,
+        rows: np.ndarray,
+        parameters: DetectorParameters,
+        threshold: float | None = None,
+    ) -> tuple[EpisodeCounts, int]:
+        z = reference.error_z(reference.scores.error)[rows]
+        return cusum_episodes(z, parameters.cusum_slack, two_sided=True, threshold=threshold)
+
+
+@dataclass(kw_only=True)
+class LatentCusum(Cusum):
+    """One-sided CUSUM of the latent distance's standard score: content unlike the baseline.
+
+    An image far from every latent prototype is something the model has not seen
+    (notMNIST letters to a Fashion-MNIST model); closer than usual means nothing, so
+    only the upper sum runs.
+    """
+
+    name: ClassVar[str] = "latent_cusum"
+    calibrated: ClassVar[bool] = True
+    dynamics_depend_on_threshold: ClassVar[bool] = True
+    two_sided: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(slack=parameters.cusum_slack, threshold=thresholds[cls.name])
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        return self.observe(image.latent_distance_z)
+
     @property
-    def drift_detected(self) -> bool:
-        return self.fired
+    def direction(self) -> Direction | None:
+        """Its sum watches the latent distance, not the error: the alert reads the window."""
+        return None
+
+    @classmethod
+    def clean_episodes(
+        cls,
+        reference: ReferenceProfile,
+        rows: np.ndarray,
+        parameters: DetectorParameters,
+        threshold: float | None = None,
+    ) -> tuple[EpisodeCounts, int]:
+        z = reference.latent_distance_z(reference.scores.latent_distance)[rows]
+        return cusum_episodes(z, parameters.cusum_slack, two_sided=False, threshold=threshold)
+
+
+def cusum_episodes(
+    z: np.ndarray, slack: float, two_sided: bool, threshold: float | None = None
+) -> tuple[EpisodeCounts, int]:
+    """`Cusum`'s alarms on streams of scores (streams × events), all streams at once.
+
+    An excursion of the sums away from zero alarms once, iff its peak is above h. The
+    sums are capped as `Cusum` caps them at `threshold` (None: not at all), so the
+    counts are exact at h = threshold; elsewhere they are what an uncapped sum gives.
+
+    >>> z = np.array([[3.0] * 50 + [-1.0] * 20 + [3.0] * 10])
+    >>> capped, _ = cusum_episodes(z, slack=0.5, two_sided=False, threshold=10.0)
+    >>> uncapped, _ = cusum_episodes(z, slack=0.5, two_sided=False)
+    >>> int(capped(np.array([10.0]))[0]), int(uncapped(np.array([10.0]))[0])
+    (2, 1)
+    """
+    cap = None if threshold is None else CAP_IN_THRESHOLDS * threshold
+    streams, length = z.shape
+    upper = np.zeros(streams)
+    lower = np.zeros(streams)
+    peak = np.zeros(streams)
+    peaks = []
+    for step in range(length):
+        np.maximum(upper + z[:, step] - slack, 0.0, out=upper)
+        if cap is not None:
+            np.minimum(upper, cap, out=upper)
+        statistic = upper
+        if two_sided:
+            np.maximum(lower - z[:, step] - slack, 0.0, out=lower)
+            if cap is not None:
+                np.minimum(lower, cap, out=lower)
+            statistic = np.maximum(upper, lower)
+        ended = (statistic == 0.0) & (peak > 0.0)
+        if ended.any():
+            peaks.append(peak[ended])
+        peak = np.where(statistic > 0.0, np.maximum(peak, statistic), 0.0)
+    peaks.append(peak[peak > 0.0])
+    all_peaks = np.concatenate(peaks)
+    return EpisodeCounts(np.full(len(all_peaks), -np.inf), all_peaks), z.size

@@ -1,8 +1,19 @@
-"""Turns a test that stays positive while drift lasts into one alarm per drift episode."""
+"""One alarm per drift episode: the latch the detectors run with and the count calibration fits.
+
+A test that stays positive while drift lasts must page once, not on every test: at run
+time `EpisodeLatch` turns its results into alarms, and `WindowedTest` schedules a
+windowed test and latches its result. The calibration simulates the same thing over
+whole clean streams at once: `EpisodeCounts` says how many alarms each threshold would
+have raised, and `upcrossing_episodes` builds it for the windowed tests.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from framedrift.worker.detection.protocol import Direction
 
 
 @dataclass
@@ -28,3 +39,74 @@ class EpisodeLatch:
     def quiet(self) -> None:
         """No test this update: nothing fires."""
         self.fired = False
+
+
+@dataclass(kw_only=True)
+class WindowedTest:
+    """What the windowed tests share: test every `stride` events once their window is full.
+
+    The statistic is compared with `threshold` and the result goes through an
+    `EpisodeLatch`. Subclasses say what the window is and compute the statistic.
+    """
+
+    threshold: float
+    stride: int  # test every this many events: neighbouring windows overlap almost entirely
+    events_since_test: int = 0
+    statistic: float = 0.0  # the latest test's statistic
+    episode: EpisodeLatch = field(default_factory=EpisodeLatch)
+
+    def _test_due(self, window_full: bool) -> bool:
+        """Counts one event; True when this event's window should be tested."""
+        self.episode.quiet()
+        self.events_since_test += 1
+        if not window_full or self.events_since_test < self.stride:
+            return False
+        self.events_since_test = 0
+        return True
+
+    def _judge(self, statistic: float) -> None:
+        self.statistic = statistic
+        self.episode.observe(statistic > self.threshold)
+
+    @property
+    def fired(self) -> bool:
+        return self.episode.fired
+
+    @property
+    def direction(self) -> Direction | None:
+        """Unknown to a test of shape or mix: the alert reads it from the window's mean."""
+        return None
+
+
+class EpisodeCounts:
+    """How many false-alarm episodes a threshold h would give: a step function of h.
+
+    Each episode candidate raises an alarm for every h in [start, end).
+
+    >>> counts = EpisodeCounts(np.array([-np.inf, 1.0]), np.array([2.0, 3.0]))
+    >>> counts(np.array([0.5, 1.5, 2.5, 3.5])).tolist()
+    [1, 2, 1, 0]
+    """
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.starts = np.sort(starts)
+        self.ends = np.sort(ends)
+
+    def __call__(self, thresholds: np.ndarray) -> np.ndarray:
+        started = np.searchsorted(self.starts, thresholds, side="right")
+        ended = np.searchsorted(self.ends, thresholds, side="right")
+        return started - ended
+
+
+def upcrossing_episodes(
+    statistics: np.ndarray, events_per_test: int = 1
+) -> tuple[EpisodeCounts, int]:
+    """Episodes of windowed tests (streams × tests), as `WindowedTest` raises them.
+
+    Test j alarms at threshold h when its statistic is above h and test j-1's is not
+    (the latch re-armed); a stream's first test alarms whenever it is above h.
+    Returns the counts and how many events the tests covered.
+    """
+    previous = np.concatenate([np.full((len(statistics), 1), -np.inf), statistics[:, :-1]], axis=1)
+    rising = statistics > previous
+    return EpisodeCounts(previous[rising], statistics[rising]), statistics.size * events_per_test

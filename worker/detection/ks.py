@@ -1,12 +1,23 @@
-"""Two-sample Kolmogorov–Smirnov test of a source's recent errors against the baseline."""
+"""Two-sample Kolmogorov–Smirnov test of a source's recent errors against the baseline.
+
+`KsTest` runs it on a source's event window; `ks_distance_of_sorted` is the exact
+distance, vectorised so that calibration can test every simulated window at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Self
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from framedrift.worker.detection.episode import EpisodeLatch
+from framedrift.worker.detection.episode import EpisodeCounts, WindowedTest, upcrossing_episodes
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ScoredImage
+from framedrift.worker.detection.window import EventWindow
 
 
 def ks_distance_of_sorted(
@@ -41,42 +52,77 @@ def ks_distance(sample: np.ndarray, sorted_reference: np.ndarray) -> float:
     return float(ks_distance_of_sorted(ordered, right, left, len(sorted_reference)))
 
 
-@dataclass
-class KSWindowTest:
-    """Every `stride` events, KS-tests the last W errors against the baseline sample.
+@dataclass(kw_only=True)
+class KsTest(WindowedTest):
+    """Every `stride` events, KS-tests the source's last W errors against the baseline's.
 
     The KS distance D is the largest gap between the two empirical distribution
-    functions, so the test sees any change of shape, not only of the mean (for
-    example a camera whose errors became bimodal). It fires when D exceeds the
-    calibrated threshold. One alert per episode: after firing it stays quiet until
-    a test passes again.
+    functions (Kolmogorov 1933, Smirnov 1948), so the test sees any change of the
+    error's shape, not only of its mean (for example a camera whose errors became
+    bimodal). It fires when D exceeds its threshold, which calibration sets from
+    simulated clean windows rather than from a per-test p-value: the tests overlap and
+    run all day. One alert per episode: after firing it stays quiet until a test passes.
 
-    >>> reference = np.sort(np.random.default_rng(0).normal(0.3, 0.1, 1000))
-    >>> test = KSWindowTest(stride=1, threshold=0.3)
-    >>> shifted = np.random.default_rng(1).normal(0.45, 0.1, 100)
-    >>> test.update(shifted, reference).drift_detected
-    True
+    >>> from framedrift.worker.detection.scores import ImageScores
+    >>> rng = np.random.default_rng(0)
+    >>> baseline = ImageScores(rng.normal(0.3, 0.1, 1000), *np.zeros((5, 1000)))
+    >>> reference, window = ReferenceProfile(baseline, prototypes=1), EventWindow(capacity=100)
+    >>> test = KsTest(threshold=0.3, stride=10)
+    >>> for error in rng.normal(0.45, 0.1, 100):  # a source whose errors rose
+    ...     image = ScoredImage(error, *[0.0] * 7)
+    ...     window.append(image.window_signals(), "", 0, 0, 0.0)
+    ...     fired = test.update(image, window, reference).fired
+    >>> fired, test.statistic > test.threshold
+    (True, True)
     """
 
-    stride: int
-    threshold: float
-    events_since_test: int = 0
-    statistic: float = 0.0
-    episode: EpisodeLatch = field(default_factory=EpisodeLatch)
+    name: ClassVar[str] = "ks"
+    calibrated: ClassVar[bool] = True
+    dynamics_depend_on_threshold: ClassVar[bool] = False
 
-    def update(
-        self, window_errors: np.ndarray | None, sorted_reference: np.ndarray
-    ) -> KSWindowTest:
-        """Count one event; test when the stride is due and the window (if given) is full."""
-        self.episode.quiet()
-        self.events_since_test += 1
-        if window_errors is None or self.events_since_test < self.stride:
-            return self
-        self.events_since_test = 0
-        self.statistic = ks_distance(window_errors, sorted_reference)
-        self.episode.observe(self.statistic > self.threshold)
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(threshold=thresholds[cls.name], stride=parameters.test_stride)
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        if self._test_due(window.is_full):
+            # The ring is in slot order, not arrival order: the KS distance does not care.
+            self._judge(ks_distance(window.signal_rings["error"], reference.sorted_errors))
         return self
 
-    @property
-    def drift_detected(self) -> bool:
-        return self.episode.fired
+    @classmethod
+    def clean_episodes(
+        cls,
+        reference: ReferenceProfile,
+        rows: np.ndarray,
+        parameters: DetectorParameters,
+        threshold: float | None = None,
+    ) -> tuple[EpisodeCounts, int]:
+        return upcrossing_episodes(
+            _clean_ks_distances(reference, rows, parameters), parameters.test_stride
+        )
+
+
+def _clean_ks_distances(
+    reference: ReferenceProfile, rows: np.ndarray, parameters: DetectorParameters
+) -> np.ndarray:
+    """KS distance of every simulated test window (streams × tests)."""
+    sorted_reference = reference.sorted_errors
+    # Tie-aware ranks: sort by a value id, so equal errors get equal ids.
+    distinct, value_id = np.unique(reference.scores.error, return_inverse=True)
+    right = np.searchsorted(sorted_reference, distinct, side="right")
+    left = np.searchsorted(sorted_reference, distinct, side="left")
+    ids = value_id[rows].astype(np.int32)
+    window, stride = parameters.window_size, parameters.test_stride
+    distances = []
+    for chunk in np.array_split(ids, max(1, len(ids) // 40)):
+        windows = np.sort(sliding_window_view(chunk, window, axis=1)[:, ::stride], axis=-1)
+        distances.append(
+            ks_distance_of_sorted(windows, right[windows], left[windows], len(sorted_reference))
+        )
+    return np.concatenate(distances)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 import numpy as np
 
-from framedrift.worker.detection.episode import EpisodeLatch
+from framedrift.worker.detection.episode import EpisodeCounts, WindowedTest, upcrossing_episodes
+from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.reference import ReferenceProfile
+from framedrift.worker.detection.scores import ScoredImage
+from framedrift.worker.detection.window import EventWindow
 
 
 def chi_square(counts: np.ndarray, expected_shares: np.ndarray) -> np.ndarray:
@@ -15,55 +21,94 @@ def chi_square(counts: np.ndarray, expected_shares: np.ndarray) -> np.ndarray:
     return ((counts - expected) ** 2 / expected).sum(axis=-1)
 
 
-@dataclass
-class PrototypeMix:
-    """Every `stride` events, compares the last W prototype counts with the reference mix.
+@dataclass(kw_only=True)
+class LatentMix(WindowedTest):
+    """Every `stride` events, compares the last `latent_window` prototype counts with the baseline.
 
-    Catches drift in *what* arrives rather than how it looks: a class that stops
-    arriving (label shift) empties its prototypes, new content piles into a few. The
-    threshold comes from calibration. One alert per episode.
+    Detects drift in *what* arrives rather than how it looks: a class that stops
+    arriving (label shift) empties its prototypes, new content piles into a few.
+    Pearson's chi-square statistic of the counts against the baseline's prototype
+    shares; its threshold comes from calibration on simulated clean windows (the
+    tests overlap, so the chi-square distribution's quantiles would alarm too often).
+    It keeps its own ring of prototypes: its window is longer than the event window,
+    as a mix needs more images than a mean. One alert per episode.
 
-    >>> mix = PrototypeMix(window=100, stride=100, threshold=30.0, prototypes=2)
-    >>> shares = np.array([0.5, 0.5])
-    >>> [mix.update(p, shares).drift_detected for p in [0, 1] * 50][-1]
+    >>> from framedrift.worker.detection.scores import ImageScores
+    >>> baseline = ImageScores(np.zeros(100), np.arange(100) % 2, *np.zeros((4, 100)))
+    >>> reference, window = ReferenceProfile(baseline, prototypes=2), EventWindow(capacity=1)
+    >>> mix = LatentMix(threshold=30.0, stride=100, latent_window=100, prototypes=2)
+    >>> [mix.update(ScoredImage(0.0, 0.0, p, *[0.0] * 5), window, reference).fired
+    ...  for p in [0, 1] * 50][-1]
     False
-    >>> [mix.update(0, shares).drift_detected for _ in range(100)][-1]
+    >>> [mix.update(ScoredImage(0.0, 0.0, 0, *[0.0] * 5), window, reference).fired
+    ...  for _ in range(100)][-1]
     True
     """
 
-    window: int
-    stride: int
-    threshold: float
+    name: ClassVar[str] = "latent_mix"
+    calibrated: ClassVar[bool] = True
+    dynamics_depend_on_threshold: ClassVar[bool] = False
+
+    latent_window: int  # how many of the latest images' prototypes are counted
     prototypes: int
-    statistic: float = 0.0
     size: int = 0
     next_slot: int = 0
-    events_since_test: int = 0
     ring: np.ndarray = field(default=None)  # type: ignore[assignment]
-    counts: np.ndarray = field(default=None)  # type: ignore[assignment]
-    episode: EpisodeLatch = field(default_factory=EpisodeLatch)
+    counts: np.ndarray = field(default=None)  # type: ignore[assignment]  # per prototype
 
     def __post_init__(self) -> None:
         if self.ring is None:
-            self.ring = np.zeros(self.window, dtype=np.int16)
+            self.ring = np.zeros(self.latent_window, dtype=np.int16)
             self.counts = np.zeros(self.prototypes, dtype=np.int64)
 
-    def update(self, prototype: int, expected_shares: np.ndarray) -> PrototypeMix:
-        self.episode.quiet()
-        if self.size == self.window:
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(
+            threshold=thresholds[cls.name],
+            stride=parameters.test_stride,
+            latent_window=parameters.latent_window,
+            prototypes=reference.prototypes,
+        )
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        if self.size == self.latent_window:
             self.counts[self.ring[self.next_slot]] -= 1
-        self.ring[self.next_slot] = prototype
-        self.counts[prototype] += 1
-        self.next_slot = (self.next_slot + 1) % self.window
-        self.size = min(self.size + 1, self.window)
-        self.events_since_test += 1
-        if self.size < self.window or self.events_since_test < self.stride:
-            return self
-        self.events_since_test = 0
-        self.statistic = float(chi_square(self.counts, expected_shares))
-        self.episode.observe(self.statistic > self.threshold)
+        self.ring[self.next_slot] = image.prototype
+        self.counts[image.prototype] += 1
+        self.next_slot = (self.next_slot + 1) % self.latent_window
+        self.size = min(self.size + 1, self.latent_window)
+        if self._test_due(self.size == self.latent_window):
+            self._judge(float(chi_square(self.counts, reference.prototype_shares)))
         return self
 
-    @property
-    def drift_detected(self) -> bool:
-        return self.episode.fired
+    @classmethod
+    def clean_episodes(
+        cls,
+        reference: ReferenceProfile,
+        rows: np.ndarray,
+        parameters: DetectorParameters,
+        threshold: float | None = None,
+    ) -> tuple[EpisodeCounts, int]:
+        """Counts prototypes per block of `test_stride` events, then windows as sums of blocks."""
+        prototypes = reference.scores.prototype[rows]
+        kinds, stride = reference.prototypes, parameters.test_stride
+        streams, length = prototypes.shape
+        blocks = length // stride
+        block_of_event = np.arange(blocks * stride) // stride
+        flat = (np.arange(streams)[:, None] * blocks + block_of_event) * kinds + prototypes[
+            :, : blocks * stride
+        ]
+        block_counts = np.bincount(flat.ravel(), minlength=streams * blocks * kinds).reshape(
+            streams, blocks, kinds
+        )
+        cumulative = np.concatenate(
+            [np.zeros((streams, 1, kinds), np.int64), np.cumsum(block_counts, axis=1)], axis=1
+        )
+        per_window = parameters.latent_window // stride
+        window_counts = cumulative[:, per_window:] - cumulative[:, :-per_window]
+        return upcrossing_episodes(chi_square(window_counts, reference.prototype_shares), stride)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
 
-from framedrift.worker.detection.adwin import AdwinDetector
 from framedrift.worker.detection.calibration import Calibration
-from framedrift.worker.detection.cusum import Cusum
-from framedrift.worker.detection.ks import KSWindowTest
-from framedrift.worker.detection.latent_mix import PrototypeMix
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.protocol import Detector, Direction
 from framedrift.worker.detection.reference import ReferenceProfile
-from framedrift.worker.detection.relative_increase import RelativeIncreaseRule
+from framedrift.worker.detection.registry import DETECTORS
 from framedrift.worker.detection.running_stats import RunningStats
-from framedrift.worker.detection.scores import SIGNALS, ImageScores
+from framedrift.worker.detection.scores import ImageScores, ScoredImage
 from framedrift.worker.detection.window import EventWindow
+
+__all__ = [
+    "DetectorFiring",
+    "EventRef",
+    "MonitorConfig",
+    "ScoredImage",
+    "SourceMonitor",
+    "SourceState",
+    "scored_images",
+]
 
 
 @dataclass(frozen=True)
@@ -30,26 +36,11 @@ class EventRef:
     timestamp: float  # epoch seconds
 
 
-class ScoredImage(NamedTuple):
-    """One image's signals, standard scores included (computed per batch, see pipeline)."""
-
-    error: float
-    error_z: float
-    prototype: int
-    latent_distance: float
-    latent_distance_z: float
-    brightness: float
-    contrast: float
-    sharpness: float
-
-    def window_signals(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in SIGNALS}
-
-
 def scored_images(scores: ImageScores, reference: ReferenceProfile) -> list[ScoredImage]:
-    """A batch's scores as the monitor takes them, standard scores computed for all at once
+    """A batch's scores as the monitor takes them, one `ScoredImage` per image.
 
-    (scipy's normal quantile function is slow called per value).
+    The standard scores are computed for the whole batch at once: scipy's normal
+    quantile function is slow called per value.
     """
     return [
         ScoredImage(*row)
@@ -84,8 +75,9 @@ class MonitorConfig:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Identifies the parameters and thresholds a stored state was built with."""
+        """Identifies the detectors, parameters and thresholds a stored state was built with."""
         identity = (
+            tuple(detector.name for detector in DETECTORS),
             sorted(self.parameters.to_dict().items()),
             sorted(self.calibration.thresholds.items()),
             self.reference.prototypes,
@@ -95,14 +87,14 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class DetectorFiring:
-    detector: str  # one of schemas.alerts.DetectorName
+    detector: str  # one of registry.DETECTOR_NAMES
     statistic: float
-    threshold: float
+    threshold: float | None  # None where the detector's bound is not one number (ADWIN)
     trigger: EventRef
-    # Which way the error moved, where the detector itself knows (the error CUSUM).
-    # Otherwise the alert compares the window mean with the baseline, which lags: at a
-    # CUSUM alarm a few events into a drift, the window is still mostly clean.
-    direction: str | None = None
+    # Which way the error moved, where the detector itself knows (the error CUSUM,
+    # ADWIN). Otherwise the alert compares the window mean with the baseline, which
+    # lags: at a CUSUM alarm a few events into a drift, the window is still mostly clean.
+    direction: Direction | None = None
 
 
 @dataclass
@@ -112,36 +104,30 @@ class SourceState:
     config_fingerprint: str
     stats: RunningStats
     window: EventWindow
-    adwin: AdwinDetector
-    error_cusum: Cusum
-    latent_cusum: Cusum
-    ks: KSWindowTest
-    relative_increase: RelativeIncreaseRule
-    latent_mix: PrototypeMix
-    outliers: int = 0
+    detectors: dict[str, Detector] = field(default_factory=dict)  # name -> detector, in run order
+    outliers: int = 0  # images whose error was above the outlier threshold, since first seen
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
-        p = config.parameters
+        parameters, thresholds = config.parameters, config.calibration.thresholds
         return cls(
             config_fingerprint=config.fingerprint,
             stats=RunningStats(),
-            window=EventWindow(p.window_size),
-            adwin=AdwinDetector(p.adwin_delta),
-            error_cusum=Cusum(p.cusum_slack, config.threshold("error_cusum"), two_sided=True),
-            # Far from every prototype means new content; closer than usual means nothing.
-            latent_cusum=Cusum(p.cusum_slack, config.threshold("latent_cusum"), two_sided=False),
-            ks=KSWindowTest(stride=p.test_stride, threshold=config.threshold("ks")),
-            relative_increase=RelativeIncreaseRule(
-                config.threshold("relative_increase"), stride=p.test_stride
-            ),
-            latent_mix=PrototypeMix(
-                window=p.latent_window,
-                stride=p.test_stride,
-                threshold=config.threshold("latent_mix"),
-                prototypes=config.reference.prototypes,
-            ),
+            window=EventWindow(parameters.window_size),
+            detectors={
+                detector.name: detector.build(parameters, thresholds, config.reference)
+                for detector in DETECTORS
+            },
         )
+
+    def __getattr__(self, name: str) -> Detector:
+        """A detector by its name, as an attribute: `state.ks` is `state.detectors["ks"]`."""
+        # Only called for names that are not attributes; reads __dict__ directly, as
+        # pickle probes an instance before its fields are restored.
+        detectors = self.__dict__.get("detectors", {})
+        if name in detectors:
+            return detectors[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or detector {name!r}")
 
 
 class SourceMonitor:
@@ -158,38 +144,12 @@ class SourceMonitor:
         state.window.append(
             image.window_signals(), event.event_id, event.partition, event.offset, event.timestamp
         )
-
         firings = []
-
-        def check(
-            detector: str,
-            fired: bool,
-            statistic: float,
-            threshold: float,
-            direction: str | None = None,
-        ) -> None:
-            if fired:
-                firings.append(DetectorFiring(detector, statistic, threshold, event, direction))
-
-        cusum = state.error_cusum.update(image.error_z)
-        check(
-            "error_cusum", cusum.drift_detected, cusum.statistic, cusum.threshold, cusum.direction
-        )
-        novelty = state.latent_cusum.update(image.latent_distance_z)
-        check("latent_cusum", novelty.drift_detected, novelty.statistic, novelty.threshold)
-
-        window = state.window
-        # The ring is in slot order, not arrival order; neither the KS test nor a mean cares.
-        full_window = window.signal_rings["error"] if window.is_full else None
-        ks = state.ks.update(full_window, reference.sorted_errors)
-        check("ks", ks.drift_detected, ks.statistic, ks.threshold)
-        window_mean = float(full_window.mean()) if full_window is not None else None
-        rule = state.relative_increase.update(window_mean, reference.signal_means["error"])
-        check("relative_increase", rule.drift_detected, rule.statistic, rule.threshold_pct)
-        mix = state.latent_mix.update(image.prototype, reference.prototype_shares)
-        check("latent_mix", mix.drift_detected, mix.statistic, mix.threshold)
-
-        adwin = state.adwin.update(image.error)
-        # ADWIN's bound depends on its window; the level it left is the useful comparison.
-        check("adwin", adwin.drift_detected, adwin.estimation, adwin.mean_before)
+        for name, detector in state.detectors.items():
+            if detector.update(image, state.window, reference).fired:
+                firings.append(
+                    DetectorFiring(
+                        name, detector.statistic, detector.threshold, event, detector.direction
+                    )
+                )
         return firings

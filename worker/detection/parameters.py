@@ -10,6 +10,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
+def latent_window_in_strides(latent_window: int, test_stride: int) -> bool:
+    """Whether the latent-mix window is a whole number of test strides.
+
+    Calibration counts prototypes per stride-long block and sums blocks into windows,
+    which only matches the detector when the window is made of whole blocks.
+    """
+    return latent_window % test_stride == 0
+
+
 @dataclass(frozen=True)
 class DetectorParameters:
     """The settings a calibration depends on."""
@@ -22,8 +31,11 @@ class DetectorParameters:
     adwin_delta: float
 
     def __post_init__(self) -> None:
-        if self.latent_window % self.test_stride:
-            raise ValueError("latent_window must be a multiple of test_stride")
+        if not latent_window_in_strides(self.latent_window, self.test_stride):
+            raise ValueError(
+                f"latent_window ({self.latent_window}) must be a multiple of "
+                f"test_stride ({self.test_stride})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -54,6 +54,10 @@ class ReferenceProfile:
     def signal_stds(self) -> dict[str, float]:
         return {name: float(getattr(self.scores, name).std(ddof=1)) for name in SIGNALS}
 
+    def error_quantile(self, level: float) -> float:
+        """The baseline error below which a share `level` of the reference images lie."""
+        return float(np.quantile(self.sorted_errors, level))
+
     def shift_in_std(self, signal: str, mean: float) -> float:
         """How far a mean of `signal` sits from the reference's, in reference image stds."""
         return (mean - self.signal_means[signal]) / max(self.signal_stds[signal], 1e-12)

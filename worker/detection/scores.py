@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,3 +43,23 @@ class ImageScores:
         return cls(
             **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
         )
+
+
+class ScoredImage(NamedTuple):
+    """One image's signals as a detector reads them, standard scores included.
+
+    The standard scores (`error_z`, `latent_distance_z`) place the value in the
+    reference distribution; they are computed per batch (`monitor.scored_images`).
+    """
+
+    error: float
+    error_z: float
+    prototype: int
+    latent_distance: float
+    latent_distance_z: float
+    brightness: float
+    contrast: float
+    sharpness: float
+
+    def window_signals(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in SIGNALS}

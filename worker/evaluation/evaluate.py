@@ -9,9 +9,10 @@ Model: the autoencoder trained on Fashion-MNIST split A (70% of the training ima
 seed 42, as in seed 004), calibrated to the configured ERT; it is trained on first use
 and cached in `artifacts/fashion-mnist-a.pt`.
 
-Outputs in `--out` (default `bench/results/evaluation/`): `evaluation.json`,
-`evaluation.md` (the tables), `traces.png` (an error trace per scenario with onset and
-alarms), `reconstructions.png` (inputs and reconstructions, clean and drifted).
+Outputs in `--out` (default `framedrift-results/evaluation/` in the current directory):
+`evaluation.json`, `evaluation.md` (the tables), `traces.png` (an error trace per
+scenario with onset and alarms), `reconstructions.png` (inputs and reconstructions,
+clean and drifted). The datasets come from `--data` (see DATA_HELP).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tqdm import tqdm
 
 from framedrift.producers.datasets import DatasetError, LabelledImages, load_images
 from framedrift.producers.scenarios import ScenarioParameters, ScenarioSampler
-from framedrift.worker.detection.calibration import CALIBRATED_DETECTORS
 from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
@@ -38,6 +38,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
+from framedrift.worker.detection.registry import DETECTOR_NAMES
 from framedrift.worker.detection.scores import SIGNALS, ImageScores
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
@@ -45,16 +46,17 @@ from framedrift.worker.model.preprocessing import dataset_to_model_input
 from framedrift.worker.model.scoring import score_inputs
 from framedrift.worker.model.training import TrainingPlan, train_autoencoder
 from framedrift.worker.ops.settings import settings_from_env
+from framedrift.worker.usage import UsageError
 
-DETECTORS = (*CALIBRATED_DETECTORS, "adwin")
+DETECTORS = DETECTOR_NAMES  # in the order the monitor runs them
 SNEAKER = 7  # Fashion-MNIST's label for sneakers
 DEFAULT_MODEL = Path("artifacts/fashion-mnist-a.pt")
 DEFAULT_EPOCHS = 4
-DEFAULT_OUT = Path("bench/results/evaluation")
+DEFAULT_OUT = Path("framedrift-results/evaluation")
 DATA_HELP = (
-    "the folder with fashion-mnist/, mnist/ and notmnist/ as gzipped IDX files "
-    "(in this project's checkout: ../shared/data; Fashion-MNIST is also the Debian "
-    "package dataset-fashion-mnist)"
+    "the folder with fashion-mnist/, mnist/ and notmnist/, each holding the train- and "
+    "t10k- images and labels as gzipped IDX files (as their publishers ship them; "
+    "Fashion-MNIST is also the Debian package dataset-fashion-mnist)"
 )
 
 
@@ -114,15 +116,28 @@ DATASETS = {
     "mnist_train": "mnist/train-images-idx3-ubyte.gz",
     "notmnist": "notmnist/t10k-images-idx3-ubyte.gz",
 }
+EVALUATION_DATASETS = ("train", "test", "mnist", "notmnist")  # what `framedrift evaluate` reads
 
 
 def load_data(
-    data: Path, names: tuple[str, ...] = ("train", "test", "mnist", "notmnist")
+    data: Path, names: tuple[str, ...] = EVALUATION_DATASETS
 ) -> dict[str, LabelledImages]:
     try:
         return {name: load_images(data / DATASETS[name]) for name in names}
     except DatasetError as error:
-        raise SystemExit(f"framedrift evaluate needs {DATA_HELP}: {error}") from error
+        raise UsageError(f"--data needs {DATA_HELP}: {error}") from error
+
+
+def require_data(data: Path | None, names: tuple[str, ...]) -> Path:
+    """`data`, if it holds the images and labels of `names`; else a UsageError naming them."""
+    if data is None:
+        raise UsageError(f"--data is required: {DATA_HELP}")
+    needed = [DATASETS[name] for name in names]
+    needed += [file.replace("images-idx3", "labels-idx1") for file in needed]
+    missing = [file for file in needed if not (data / file).is_file()]
+    if missing:
+        raise UsageError(f"--data {data} lacks {', '.join(missing)}; it needs {DATA_HELP}")
+    return data
 
 
 def cached_model(
@@ -489,13 +504,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="framedrift evaluate", description=__doc__.splitlines()[0]
     )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    require_data(args.data, EVALUATION_DATASETS)
+    return run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help=DATA_HELP)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data", type=Path, default=None, help=f"required: {DATA_HELP}")
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="cached model (trained if missing)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the results")
     parser.add_argument("--runs", type=int, default=20, help="streams per scenario")
     parser.add_argument("--clean-events", type=int, default=50_000, help="events per clean stream")
     parser.add_argument("--onset", type=int, default=2000, help="clean events before drift")

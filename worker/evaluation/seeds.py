@@ -27,6 +27,7 @@ from tqdm import tqdm
 from framedrift.producers.datasets import LabelledImages
 from framedrift.worker.evaluation.evaluate import (
     DATA_HELP,
+    EVALUATION_DATASETS,
     SCENARIOS,
     SNEAKER,
     build_pools,
@@ -34,6 +35,7 @@ from framedrift.worker.evaluation.evaluate import (
     fashion_model,
     load_data,
     replay_scenario,
+    require_data,
     seed_004_split,
     transformed,
 )
@@ -43,6 +45,12 @@ from framedrift.worker.model.preprocessing import dataset_to_model_input
 from framedrift.worker.model.training import TrainingPlan, score_dataset
 
 SEEDS = ("000", "003", "004")
+# seed -> the datasets (keys of evaluate.DATASETS) its experiment reads
+SEED_DATASETS = {
+    "000": ("mnist_train", "mnist", "notmnist"),
+    "003": ("mnist_train",),
+    "004": EVALUATION_DATASETS,
+}
 MNIST_MODEL = Path("artifacts/mnist.pt")
 ONES_AND_THREES_MODEL = Path("artifacts/mnist-ones-threes.pt")
 KL_BINS = 50  # of the mean-pixel histograms; the seed does not say how many it used
@@ -260,15 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if unknown := set(args.seeds) - set(SEEDS):
         parser.error(f"no seed {', '.join(sorted(unknown))}; choose from {', '.join(SEEDS)}")
+    chosen = args.seeds or SEEDS
+    needed = dict.fromkeys(name for seed in chosen for name in SEED_DATASETS[seed])
+    require_data(args.data, tuple(needed))
     return run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Checked in `main`: argparse rejects an empty list against `choices`.
     parser.add_argument("seeds", nargs="*", help=f"any of {', '.join(SEEDS)}; default: all")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help=DATA_HELP)
+    parser.add_argument("--data", type=Path, default=None, help=f"required: {DATA_HELP}")
     parser.add_argument("--runs", type=int, default=20, help="streams per drift scenario (004)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/seeds.md"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("framedrift-results/seeds.md"), help="the report"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,22 +40,27 @@ class Baseline:
     """Scores of the held-out validation images: what 'no drift' looks like.
 
     Detectors compare live sources against all of them, and calibration simulates
-    clean streams from them (see `worker/calibration.py` for how it accounts for the
-    reference being a finite sample).
+    clean streams from them (see `framedrift.worker.detection.calibration` for how it
+    accounts for the reference being a finite sample). The figures below are the
+    reference profile's, the same the detectors and alerts read.
     """
 
-    scores: ImageScores
+    profile: ReferenceProfile
+
+    @property
+    def scores(self) -> ImageScores:
+        return self.profile.scores
 
     @property
     def mean(self) -> float:
-        return float(self.scores.error.mean())
+        return self.profile.signal_means["error"]
 
     @property
     def std(self) -> float:
-        return float(self.scores.error.std(ddof=1))
+        return self.profile.signal_stds["error"]
 
     def quantile(self, level: float) -> float:
-        return float(np.quantile(self.scores.error, level))
+        return self.profile.error_quantile(level)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -93,7 +98,7 @@ class ModelArtifact:
         return Scorer(self.build_model(), self.latent_map, self.preprocessing, torch_threads)
 
     def reference_profile(self) -> ReferenceProfile:
-        return ReferenceProfile(self.baseline.scores, self.latent_map.size)
+        return self.baseline.profile
 
     def monitor_config(self, outlier_quantile: float) -> MonitorConfig:
         """What every source's detectors run with: this model's calibration and baseline."""
@@ -143,13 +148,15 @@ class ModelArtifact:
                 f"{path} has artifact format {manifest.get('format')!r}, "
                 f"this version reads {ARTIFACT_FORMAT}: retrain it with `framedrift train`"
             )
+        latent_map = LatentMap(
+            **{name: tensor.numpy() for name, tensor in payload["latent_map"].items()}
+        )
+        baseline_scores = _scores_from_tensors(payload["baseline_scores"])
         return cls(
             config=AutoencoderConfig(**manifest["config"]),
             state_dict=payload["state_dict"],
-            latent_map=LatentMap(
-                **{name: tensor.numpy() for name, tensor in payload["latent_map"].items()}
-            ),
-            baseline=Baseline(_scores_from_tensors(payload["baseline_scores"])),
+            latent_map=latent_map,
+            baseline=Baseline(ReferenceProfile(baseline_scores, latent_map.size)),
             calibration=Calibration.from_dict(manifest["calibration"]),
             metadata=manifest["metadata"],
         )

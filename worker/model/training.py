@@ -3,7 +3,7 @@
 After training: the latent prototypes are fitted on the training codes; the held-out
 validation split is scored, and these scores become the baseline every detector
 compares a live source against; then the detectors are calibrated on it
-(`worker/calibration.py`).
+(`framedrift.worker.detection.calibration`).
 """
 
 from __future__ import annotations
@@ -122,10 +122,8 @@ def train_autoencoder(
 
     latent_map = fit_latent_map(model, training_inputs, plan.seed)
     validation_scores = score_inputs(model, latent_map, validation_inputs)
-    baseline = Baseline(validation_scores)
-    calibration = calibrate(
-        ReferenceProfile(validation_scores, latent_map.size), detector_parameters
-    )
+    baseline = Baseline(ReferenceProfile(validation_scores, latent_map.size))
+    calibration = calibrate(baseline.profile, detector_parameters)
     state_dict = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     digest = weights_digest(state_dict)
     metadata = {

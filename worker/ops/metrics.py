@@ -1,4 +1,4 @@
-"""Prometheus metrics of one worker process, served at /metrics by `worker/health.py`."""
+"""Prometheus metrics of one worker process, served at /metrics by `ops/health.py`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ REGISTRY = CollectorRegistry()
 
 EVENTS_IN = Counter("framedrift_events_total", "Input records read.", registry=REGISTRY)
 EVENTS_SCORED = Counter("framedrift_events_scored_total", "Images scored.", registry=REGISTRY)
+OUTLIERS = Counter(
+    "framedrift_outliers_total",
+    "Scored images whose reconstruction error is above the baseline's outlier quantile "
+    "(FRAMEDRIFT_OUTLIER_QUANTILE).",
+    registry=REGISTRY,
+)
 REPLAYS_SKIPPED = Counter(
     "framedrift_replays_skipped_total",
     "Records at or below a stored applied offset.",
@@ -54,9 +60,11 @@ KAFKA_ERRORS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
-STATE_VERIFICATION_FAILURES = Counter(
-    "framedrift_state_verification_failures_total",
-    "Stored detector states whose signature did not verify (the source restarted clean).",
+STATE_RESETS = Counter(
+    "framedrift_state_resets_total",
+    "Stored detector states that could not be used, so their source restarted clean, by "
+    "reason (the `reason` of the codec's UnusableState: signature, codec_version, unloadable).",
+    ["reason"],
     registry=REGISTRY,
 )
 FENCED_WRITES = Counter(

@@ -12,13 +12,30 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.parameters import DetectorParameters, latent_window_in_strides
 
 ENV_PREFIX = "FRAMEDRIFT_"
 
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it by its environment variable."""
+
+
+def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
+    """A `host:port,host:port` list -> (host, port) pairs, or ValueError naming the bad entry.
+
+    An IPv6 host is written in brackets and comes back without them.
+
+    >>> parse_bootstrap_servers("kafka-0:9092, [::1]:9093")
+    [('kafka-0', 9092), ('::1', 9093)]
+    """
+    addresses = []
+    for server in value.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {server!r}")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
 
 
 class Settings(BaseSettings):
@@ -65,7 +82,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(256, ge=1, le=10_000)
     poll_timeout_ms: int = Field(500, ge=1, le=60_000)
 
-    # Detectors (see worker/detectors/) and their calibration (worker/calibration.py)
+    # Detectors (see worker/detection/) and their calibration (detection/calibration.py)
     ert: int = Field(
         100_000,
         ge=1_000,
@@ -108,10 +125,7 @@ class Settings(BaseSettings):
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected host:port, got {server!r}")
+        parse_bootstrap_servers(value)
         return value
 
     @field_validator("state_hmac_key")
@@ -146,7 +160,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _latent_window_in_strides(self) -> Settings:
-        if self.latent_window % self.test_stride:
+        if not latent_window_in_strides(self.latent_window, self.test_stride):
             raise ValueError(
                 f"{ENV_PREFIX}LATENT_WINDOW ({self.latent_window}) must be a multiple of "
                 f"{ENV_PREFIX}TEST_STRIDE ({self.test_stride})"

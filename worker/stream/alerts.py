@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from framedrift.schemas.alerts import AlertEventRef, DriftAlert, SignalShift, WindowStatistics
 from framedrift.worker.detection.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
+from framedrift.worker.detection.relative_increase import percent_change
 from framedrift.worker.detection.scores import SIGNALS
 
 # A fixed namespace makes alert ids stable across workers and restarts.
@@ -72,9 +73,11 @@ def build_alert(
             mean_error=current_mean,
             std_error=float(errors.std(ddof=1)) if len(errors) > 1 else 0.0,
         ),
-        relative_increase=(current_mean - reference_mean) / reference_mean,
+        error_change_pct=float(percent_change(current_mean, reference_mean)),
         direction=firing.direction or ("up" if current_mean >= reference_mean else "down"),
         signals=signals,
+        outliers_in_window=int((errors > config.outlier_threshold).sum()),
+        outliers_seen=state.outliers,
         window_first_event=_event_ref(first),
         window_last_event=_event_ref(firing.trigger),
         events_seen=state.stats.count,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
-import redis
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -24,7 +24,7 @@ from framedrift.worker.ops.health import Readiness
 from framedrift.worker.ops.settings import Settings
 from framedrift.worker.stream.backoff import Backoff
 from framedrift.worker.stream.pipeline import BatchOutcome
-from framedrift.worker.stream.state_store import PartitionClaim, RedisStateStore
+from framedrift.worker.stream.state_store import PartitionClaim, StateStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -42,13 +42,41 @@ class OffsetCommitFailed(CheckpointError):
     the next owner skips what this batch applied."""
 
 
+class Acknowledgement(Protocol):
+    """A sent record's future (kafka-python's `FutureRecordMetadata`)."""
+
+    def get(self, timeout: float | None = None) -> object: ...
+
+
+class RecordSender(Protocol):
+    """The part of a `KafkaProducer` the checkpoint uses."""
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Acknowledgement: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+class OffsetCommitter(Protocol):
+    """The part of a `KafkaConsumer` the checkpoint uses."""
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None: ...
+
+
 class Checkpointer:
+    """Makes each processed batch durable in the order the guarantee needs (`checkpoint`)."""
+
     def __init__(
         self,
         settings: Settings,
-        producer: KafkaProducer,
-        consumer: KafkaConsumer,
-        store: RedisStateStore,
+        producer: RecordSender,
+        consumer: OffsetCommitter,
+        store: StateStore,
         readiness: Readiness,
         should_stop: Callable[[], bool],
     ) -> None:
@@ -73,6 +101,11 @@ class Checkpointer:
         Step 3. Commit the next offsets to Kafka. A crash before this step replays the
                 batch from the last commit, and step 2's applied offsets turn the replay
                 into a no-op.
+
+        Raises AlertPublishFailed (step 1: nothing saved, nothing committed),
+        PartitionFenced (step 2: nothing saved, nothing committed), CheckpointError (step 2:
+        the store stayed unreachable until shutdown) or OffsetCommitFailed (step 3: the
+        state is saved, the commit is not).
         """
         topic = self.settings.input_topic
         if not outcome.last_offsets:
@@ -119,8 +152,8 @@ class Checkpointer:
                     dlq_error_class=type(dead.error).__name__,
                     dlq_error_message=str(dead.error)[:1024],
                     dlq_source_topic=record.topic,
-                    dlq_source_partition=record.partition,
-                    dlq_source_offset=record.offset,
+                    dlq_source_partition=str(record.partition),
+                    dlq_source_offset=str(record.offset),
                     dlq_failed_at=failed_at,
                 )
             )
@@ -151,7 +184,7 @@ class Checkpointer:
                 self.store.save(topic, applied, outcome.states)
                 self.readiness.set_redis(True)
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as error:
+            except StoreUnavailable as error:
                 self.readiness.set_redis(False)
                 if self.should_stop():
                     raise CheckpointError(f"Redis unavailable at shutdown: {error}") from error

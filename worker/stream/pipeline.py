@@ -1,14 +1,17 @@
 """One batch, one pass: skip replays, decode, score, update detectors, collect alerts.
 
-`BatchProcessor.process` does no Kafka I/O and one Redis round trip (loading the states
-of the batch's sources); what it returns is made durable by `worker/checkpoint.py`.
+`BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
+states of the batch's sources); what it returns is made durable by `checkpoint.py`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import numpy as np
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -20,7 +23,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
-from framedrift.worker.model.scoring import Scorer
+from framedrift.worker.detection.scores import ImageScores
 from framedrift.worker.stream.alerts import build_alert
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
@@ -29,19 +32,29 @@ from framedrift.worker.stream.decoding import (
     UnexpectedDecodingError,
     decode_record,
 )
-from framedrift.worker.stream.state_store import RedisStateStore
+from framedrift.worker.stream.state_store import StateStore
 
 log = structlog.get_logger(__name__)
 
 
+class ImageScorer(Protocol):
+    """Decoded images -> their per-image signals, one model call (`model.scoring.Scorer`)."""
+
+    def score(self, images: Sequence[np.ndarray]) -> ImageScores: ...
+
+
 @dataclass(frozen=True)
 class DeadLetter:
+    """An input record the worker cannot use, and why."""
+
     record: ConsumerRecord
     error: InvalidEvent
 
 
 @dataclass
 class BatchOutcome:
+    """What one batch produced: to publish, to persist and to count."""
+
     alerts: list[DriftAlert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # source id -> its state after this batch
@@ -49,15 +62,20 @@ class BatchOutcome:
     # partition -> the highest offset of this batch handled there (scored, dead-lettered or skipped)
     last_offsets: dict[int, int] = field(default_factory=dict)
     scored: int = 0
+    # scored images whose reconstruction error is above the config's outlier threshold
+    outliers: int = 0
     skipped_replays: int = 0
-    rejected_states: int = 0
+    # source id -> why its stored state could not be used (it restarted clean)
+    state_resets: dict[str, str] = field(default_factory=dict)
 
 
 class BatchProcessor:
+    """Turns a batch of input records into a `BatchOutcome`; the checkpoint makes it durable."""
+
     def __init__(
         self,
-        scorer: Scorer,
-        store: RedisStateStore,
+        scorer: ImageScorer,
+        store: StateStore,
         config: MonitorConfig,
         limits: DecodingLimits,
         model_version: str,
@@ -109,12 +127,13 @@ class BatchProcessor:
         scores = self.scorer.score([event.image for _, event in decoded])
         images = scored_images(scores, self.config.reference)
         outcome.scored = len(decoded)
+        outcome.outliers = int((scores.error > self.config.outlier_threshold).sum())
 
         by_source: dict[str, list[int]] = defaultdict(list)  # source id -> indices into `decoded`
         for index, (_, event) in enumerate(decoded):
             by_source[event.source_id].append(index)
         loaded = self.store.load_sources(list(by_source))
-        outcome.rejected_states = len(loaded.rejected)
+        outcome.state_resets = loaded.resets
 
         for source_id, indices in by_source.items():
             state = loaded.states.get(source_id)

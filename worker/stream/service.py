@@ -4,36 +4,38 @@ poll a batch -> `BatchProcessor.process` -> `Checkpointer.checkpoint`, repeated 
 SIGTERM or SIGINT, which finish the current batch, checkpoint it and leave the group.
 Kafka or Redis being away is waited out with capped backoff, never a crash: nothing is
 committed that was not checkpointed, so the batch is simply read again.
+
+The loop receives what it runs with; `assembly.build_worker` makes those from the
+settings.
 """
 
 from __future__ import annotations
 
 import signal
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
 
-from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.ops import metrics
 from framedrift.worker.ops.health import Readiness, serve_health
 from framedrift.worker.ops.settings import Settings, SettingsError
 from framedrift.worker.stream.backoff import Backoff
 from framedrift.worker.stream.checkpoint import Checkpointer, CheckpointError, OffsetCommitFailed
-from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.kafka_clients import BrokersUnavailable, KafkaClients
 from framedrift.worker.stream.pipeline import BatchOutcome, BatchProcessor
-from framedrift.worker.stream.state_codec import StateCodec
-from framedrift.worker.stream.state_store import PartitionClaim, PartitionFenced, RedisStateStore
+from framedrift.worker.stream.state_store import (
+    PartitionClaim,
+    PartitionFenced,
+    StateStore,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger(__name__)
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 @dataclass
@@ -68,51 +70,30 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         try:
             self.worker.claim(assigned)
-        except REDIS_DOWN as error:
+        except StoreUnavailable as error:
             # The loop claims them before their first batch (see DriftWorker._handle).
             metrics.REDIS_ERRORS.labels("claim").inc()
             log.warning("redis_unavailable", step="claim_on_assignment", error=str(error))
 
 
 class DriftWorker:
-    def __init__(self, settings: Settings) -> None:
+    """The loop: poll a batch, process it, checkpoint it; wait out outages of Kafka or Redis.
+
+    `connect_kafka` makes the Kafka clients; the loop calls it until it stops raising
+    `BrokersUnavailable`, so a worker started before its brokers waits for them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        processor: BatchProcessor,
+        connect_kafka: Callable[[], KafkaClients],
+    ) -> None:
         self.settings = settings
-        hmac_key = settings.hmac_key()
-        self.artifact = ModelArtifact.load(settings.model_path)
-        parameters = settings.detector_parameters()
-        if self.artifact.calibration.parameters != parameters:
-            # Deterministic, so every worker of the group arrives at the same thresholds.
-            log.warning(
-                "calibrating_at_startup",
-                reason="the model was calibrated for other detector settings",
-                stored=self.artifact.calibration.parameters.to_dict(),
-                wanted=parameters.to_dict(),
-                hint="`framedrift calibrate` stores a calibration in the model file",
-            )
-            self.artifact = self.artifact.recalibrated(parameters)
-        calibration = self.artifact.calibration
-        log.info(
-            "calibration",
-            ert=parameters.ert,
-            thresholds=calibration.thresholds,
-            adwin_false_alarms=f"{calibration.adwin_alarms}/{calibration.adwin_events}",
-        )
-        self.monitor_config = self.artifact.monitor_config(settings.outlier_quantile)
-        self.redis = redis.Redis.from_url(settings.redis_url, **settings.redis_client_options())
-        self.store = RedisStateStore(
-            self.redis,
-            StateCodec(hmac_key),
-            settings.state_prefix,
-            settings.group_id,
-            self.artifact.model_version,
-        )
-        self.processor = BatchProcessor(
-            self.artifact.scorer(settings.torch_threads),
-            self.store,
-            self.monitor_config,
-            DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
-            self.artifact.model_version,
-        )
+        self.store = store
+        self.processor = processor
+        self.connect_kafka = connect_kafka
         # partition -> this worker's claim on it (generation, last applied offset)
         self.claims: dict[int, PartitionClaim] = {}
         self.readiness = Readiness(
@@ -146,52 +127,22 @@ class DriftWorker:
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
-        settings = self.settings
         while not self._stopping:
-            if not _any_broker_answers(settings.bootstrap_servers):
-                # kafka-python would block 30 s per attempt before saying so.
-                metrics.KAFKA_ERRORS.labels("connect").inc()
-                log.warning(
-                    "broker_unavailable",
-                    bootstrap_servers=settings.bootstrap_servers,
-                    error="no bootstrap server accepts connections",
-                    retry_in_s=self.backoff.next_s,
-                )
-                self.backoff.wait()
-                continue
             try:
-                self.producer = KafkaProducer(
-                    **settings.kafka_client_options(),
-                    acks="all",
-                    linger_ms=5,
-                    max_request_size=2 * settings.max_record_bytes + (1 << 20),
-                )
-                self.consumer = KafkaConsumer(
-                    **settings.kafka_client_options(),
-                    group_id=settings.group_id,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_poll_records=settings.batch_size,
-                    session_timeout_ms=settings.session_timeout_ms,
-                    heartbeat_interval_ms=max(500, settings.session_timeout_ms // 3),
-                    max_poll_interval_ms=settings.max_poll_interval_ms,
-                    max_partition_fetch_bytes=max(1 << 20, settings.max_record_bytes + 1024),
-                )
-            except KafkaError as error:  # kafka-python 3 raises KafkaTimeoutError for no broker
-                if self.producer is not None:
-                    self.producer.close(timeout=0)
-                    self.producer = None
+                clients = self.connect_kafka()
+            except BrokersUnavailable as error:
                 metrics.KAFKA_ERRORS.labels("connect").inc()
                 log.warning(
                     "broker_unavailable",
-                    bootstrap_servers=settings.bootstrap_servers,
-                    error=f"{type(error).__name__}: {error}",
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    error=str(error),
                     retry_in_s=self.backoff.next_s,
                 )
                 self.backoff.wait()
                 continue
             self.backoff.reset()
-            self.consumer.subscribe([settings.input_topic], listener=_Rebalance(self))
+            self.producer, self.consumer = clients.producer, clients.consumer
+            self.consumer.subscribe([self.settings.input_topic], listener=_Rebalance(self))
             return
 
     def run(self) -> None:
@@ -221,7 +172,7 @@ class DriftWorker:
         )
         log.info(
             "worker_started",
-            model_version=self.artifact.model_version,
+            model_version=self.processor.model_version,
             input_topic=self.settings.input_topic,
             group_id=self.settings.group_id,
         )
@@ -252,7 +203,7 @@ class DriftWorker:
         if unclaimed:  # the assignment callback could not reach Redis
             try:
                 self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
-            except REDIS_DOWN as error:
+            except StoreUnavailable as error:
                 self._redis_down("claim", error, records)
                 return
             self._rewind(records)  # claiming may have moved the position past applied offsets
@@ -261,7 +212,7 @@ class DriftWorker:
             applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
             with metrics.BATCH_SECONDS.time():
                 outcome = self.processor.process(records, applied)
-        except REDIS_DOWN as error:
+        except StoreUnavailable as error:
             self._redis_down("load_state", error, records)
             return
         self.readiness.set_redis(True)
@@ -277,11 +228,20 @@ class DriftWorker:
             self._rewind(records)
             return
         except OffsetCommitFailed as error:
+            # The state is saved with its applied offsets: whoever reads these records
+            # again skips them, so moving on loses and doubles nothing.
             metrics.KAFKA_ERRORS.labels("commit").inc()
-            log.warning("offset_commit_failed", reason=str(error))
+            log.warning(
+                "offset_commit_failed", reason=str(error), last_offsets=outcome.last_offsets
+            )
         except CheckpointError as error:
             # Nothing was committed: read the batch again on the next poll.
-            log.error("checkpoint_failed", error_class=type(error).__name__, reason=str(error))
+            log.error(
+                "checkpoint_failed",
+                error_class=type(error).__name__,
+                reason=str(error),
+                last_offsets=outcome.last_offsets,
+            )
             self._rewind(records)
             return
         self.backoff.reset()
@@ -304,8 +264,10 @@ class DriftWorker:
     def _count(self, outcome: BatchOutcome, batch_size: int) -> None:
         metrics.EVENTS_IN.inc(batch_size)
         metrics.EVENTS_SCORED.inc(outcome.scored)
+        metrics.OUTLIERS.inc(outcome.outliers)
         metrics.REPLAYS_SKIPPED.inc(outcome.skipped_replays)
-        metrics.STATE_VERIFICATION_FAILURES.inc(outcome.rejected_states)
+        for reason in outcome.state_resets.values():
+            metrics.STATE_RESETS.labels(reason).inc()
         for alert in outcome.alerts:
             metrics.ALERTS.labels(alert.detector).inc()
             log.info(
@@ -314,8 +276,8 @@ class DriftWorker:
                 source_id=alert.source_id,
                 detector=alert.detector,
                 statistic=round(alert.statistic, 4),
-                threshold=round(alert.threshold, 4),
-                relative_increase=round(alert.relative_increase, 4),
+                threshold=None if alert.threshold is None else round(alert.threshold, 4),
+                error_change_pct=round(alert.error_change_pct, 2),
                 trigger_offset=alert.window_last_event.offset,
             )
         for dead in outcome.dead_letters:
@@ -359,15 +321,3 @@ class DriftWorker:
             lag=lag if known else None,
             partitions=len(self.claims),
         )
-
-
-def _any_broker_answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
-    """Whether any bootstrap server accepts a TCP connection (a cheap probe, no Kafka protocol)."""
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-                return True
-        except OSError:
-            continue
-    return False

@@ -1,7 +1,10 @@
-"""Per-source detector state and per-partition applied offsets, in Redis.
+"""Where detector state and applied offsets live: the store contract and its Redis backend.
 
-Keys, under `{prefix}:{group_id}:{model_version}` so that two models or two consumer
-groups never share state:
+`StateStore` is what the pipeline and the checkpoint use; `RedisStateStore` is the one
+the worker runs with, `InMemoryStateStore` (`memory_store.py`) the one unit tests use.
+
+Redis keys, under `{prefix}:{group_id}:{model_version}` so that two models or two
+consumer groups never share state:
 - `...:source:{source_id}`        signed state blob of one source (`StateCodec`)
 - `...:applied:{topic}`           hash partition -> last input offset whose effect is stored
 - `...:generation:{topic}`        hash partition -> ownership generation, bumped on assignment
@@ -14,15 +17,22 @@ off and cannot overwrite the new owner's state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 import structlog
 
 from framedrift.worker.detection.monitor import SourceState
-from framedrift.worker.stream.state_codec import StateCodec, StateVerificationError
+from framedrift.worker.stream.state_codec import StateCodec, UnusableState
 
 log = structlog.get_logger(__name__)
+
+# What redis-py raises when the server cannot be reached or does not answer in time:
+# the one place that knows it. The store turns these into `StoreUnavailable`.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 # KEYS: applied hash, generation hash, then one key per source state.
 # ARGV: n, then n triples (partition, expected generation, applied offset),
@@ -58,6 +68,10 @@ class PartitionFenced(RuntimeError):
         self.topic, self.partition = topic, partition
 
 
+class StoreUnavailable(ConnectionError):
+    """The store's server cannot be reached; nothing was written. Retry later."""
+
+
 @dataclass(frozen=True)
 class PartitionClaim:
     generation: int
@@ -66,8 +80,73 @@ class PartitionClaim:
 
 @dataclass(frozen=True)
 class LoadedStates:
-    states: dict[str, SourceState]  # only sources with a verified stored state
-    rejected: list[str]  # sources whose stored blob failed verification
+    states: dict[str, SourceState]  # only sources with a usable stored state
+    # source id -> why its stored blob could not be used (`UnusableState.reason`); the
+    # source restarts clean
+    resets: dict[str, str]
+
+
+class StateStore(Protocol):
+    """Per-source detector state and per-partition applied offsets, fenced by generation.
+
+    Every method raises `StoreUnavailable` when the backend cannot be reached.
+    """
+
+    def claim_partitions(self, topic: str, partitions: list[int]) -> dict[int, PartitionClaim]:
+        """Take ownership: bump each partition's generation and read its applied offset."""
+        ...
+
+    def load_sources(self, source_ids: list[str]) -> LoadedStates:
+        """Stored states of these sources; unusable blobs are reported, never raised."""
+        ...
+
+    def save(
+        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+    ) -> None:
+        """Atomically store states and each partition's (generation, applied offset).
+
+        Raises PartitionFenced, writing nothing, if any partition's generation moved on.
+        """
+        ...
+
+    def applied_offsets(self, topic: str) -> dict[int, int]:
+        """partition -> the last input offset whose effect is stored."""
+        ...
+
+
+def decode_stored_states(
+    codec: StateCodec, stored: Iterable[tuple[str, str, bytes | None]]
+) -> LoadedStates:
+    """(source id, storage key, blob or None) -> the usable states and the sources to reset.
+
+    A blob that cannot be used resets its source, with a log line; it never raises,
+    since the same blob would stop the worker again after every restart.
+    """
+    states: dict[str, SourceState] = {}
+    resets: dict[str, str] = {}
+    for source_id, key, blob in stored:
+        if blob is None:
+            continue
+        try:
+            states[source_id] = codec.decode(blob, key)
+        except UnusableState as error:
+            log.warning(
+                "state_reset",
+                source_id=source_id,
+                reason=error.reason,
+                detail=str(error),
+                action="restarting this source's detectors",
+            )
+            resets[source_id] = error.reason
+    return LoadedStates(states, resets)
+
+
+@contextmanager
+def _unavailable_when_redis_is_down() -> Iterator[None]:
+    try:
+        yield
+    except REDIS_UNAVAILABLE as error:
+        raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 class RedisStateStore:
@@ -96,27 +175,21 @@ class RedisStateStore:
         for partition in partitions:
             pipe.hincrby(self.generation_key(topic), str(partition), 1)
         pipe.hmget(self.applied_key(topic), [str(p) for p in partitions])
-        *generations, applied = pipe.execute()
+        with _unavailable_when_redis_is_down():
+            *generations, applied = pipe.execute()
         return {
             partition: PartitionClaim(int(generation), int(offset) if offset is not None else None)
             for partition, generation, offset in zip(partitions, generations, applied, strict=True)
         }
 
     def load_sources(self, source_ids: list[str]) -> LoadedStates:
-        """Stored states of these sources in one round trip; unverifiable blobs are dropped."""
+        """Stored states of these sources in one round trip; unusable blobs reset their source."""
         if not source_ids:
-            return LoadedStates({}, [])
+            return LoadedStates({}, {})
         keys = [self.source_key(source_id) for source_id in source_ids]
-        states, rejected = {}, []
-        for source_id, key, blob in zip(source_ids, keys, self.client.mget(keys), strict=True):
-            if blob is None:
-                continue
-            try:
-                states[source_id] = self.codec.decode(blob, key)
-            except StateVerificationError as error:
-                log.warning("state_verification_failed", source_id=source_id, reason=str(error))
-                rejected.append(source_id)
-        return LoadedStates(states, rejected)
+        with _unavailable_when_redis_is_down():
+            blobs = self.client.mget(keys)
+        return decode_stored_states(self.codec, zip(source_ids, keys, blobs, strict=True))
 
     def save(
         self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
@@ -133,12 +206,15 @@ class RedisStateStore:
             key = self.source_key(source_id)
             keys.append(key)
             arguments.append(self.codec.encode(state, key))
-        result = self._checkpoint(keys=keys, args=arguments)
+        with _unavailable_when_redis_is_down():
+            result = self._checkpoint(keys=keys, args=arguments)
         if result[0] == b"fenced":
             raise PartitionFenced(topic, int(result[1]), result[2].decode())
 
     def applied_offsets(self, topic: str) -> dict[int, int]:
-        return {int(p): int(o) for p, o in self.client.hgetall(self.applied_key(topic)).items()}
+        with _unavailable_when_redis_is_down():
+            stored = self.client.hgetall(self.applied_key(topic))
+        return {int(partition): int(offset) for partition, offset in stored.items()}
 
     def load_all_sources(self) -> dict[str, SourceState]:
         """Every stored source state of this namespace (for tools and tests, not the hot path)."""

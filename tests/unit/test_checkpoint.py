@@ -1,0 +1,187 @@
+"""The checkpoint's order and its failure branches: publish, then save, then commit.
+
+Each step that fails leaves the later ones undone, with its own exception. The Kafka
+clients are fakes; the store is the in-memory one, with the Redis store's fencing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+import structlog
+from kafka.errors import CommitFailedError, KafkaTimeoutError
+
+from framedrift.schemas.export import SCHEMA_DIR
+from framedrift.worker.ops.health import Readiness
+from framedrift.worker.ops.settings import Settings
+from framedrift.worker.stream.checkpoint import (
+    AlertPublishFailed,
+    Checkpointer,
+    CheckpointError,
+    OffsetCommitFailed,
+)
+from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.memory_store import InMemoryStateStore
+from framedrift.worker.stream.pipeline import BatchOutcome, BatchProcessor
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import (
+    PartitionClaim,
+    PartitionFenced,
+)
+from tests.detector_fixtures import synthetic_config
+from tests.stream_fakes import (
+    TOPIC,
+    FakeConsumer,
+    FakeProducer,
+    FakeScorer,
+    FlakyStore,
+    image_records,
+    junk_record,
+)
+
+KEY = b"k" * 32
+CONFIG = synthetic_config()
+SETTINGS = Settings(input_topic=TOPIC, retry_backoff_max_s=0.05)
+# Errors far above the baseline: the error CUSUM alerts within the batch.
+DRIFTED_ERRORS = [3.0] * 30
+
+
+def processed_batch(
+    store: InMemoryStateStore, rng: np.random.Generator
+) -> tuple[BatchOutcome, dict[int, PartitionClaim]]:
+    """A batch of 30 drifted images and one junk record on partition 0, processed, not saved."""
+    claims = store.claim_partitions(TOPIC, [0])
+    processor = BatchProcessor(
+        FakeScorer(rng, DRIFTED_ERRORS),
+        store,
+        CONFIG,
+        DecodingLimits(1 << 20, 1 << 20),
+        "ae-test",
+    )
+    records = [*image_records("cam-1", range(30)), junk_record(30)]
+    outcome = processor.process(records, {0: None})
+    assert outcome.alerts and outcome.dead_letters, "the batch should publish both kinds"
+    return outcome, claims
+
+
+def checkpointer(
+    store: InMemoryStateStore,
+    producer: FakeProducer,
+    consumer: FakeConsumer,
+    stopping: bool = False,
+) -> Checkpointer:
+    return Checkpointer(
+        SETTINGS, producer, consumer, store, Readiness(10.0), should_stop=lambda: stopping
+    )
+
+
+def fresh_store() -> InMemoryStateStore:
+    return InMemoryStateStore(StateCodec(KEY))
+
+
+def test_a_batch_is_published_saved_and_committed(rng: np.random.Generator) -> None:
+    store, producer, consumer = fresh_store(), FakeProducer(), FakeConsumer([0], [])
+    outcome, claims = processed_batch(store, rng)
+
+    checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    topics = [sent.topic for sent in producer.sent]
+    assert topics.count(SETTINGS.alerts_topic) == len(outcome.alerts)
+    assert topics.count(SETTINGS.dead_letter_topic) == 1
+    assert store.applied_offsets(TOPIC) == {0: 30}
+    assert store.load_sources(["cam-1"]).states["cam-1"].stats.count == 30
+    assert consumer.commits == [{0: 31}]
+
+
+def test_an_unacknowledged_publish_saves_nothing_and_commits_nothing(
+    rng: np.random.Generator,
+) -> None:
+    store, consumer = fresh_store(), FakeConsumer([0], [])
+    producer = FakeProducer(error=KafkaTimeoutError("no ack within the timeout"))
+    outcome, claims = processed_batch(store, rng)
+
+    with pytest.raises(AlertPublishFailed, match="not all acknowledged"):
+        checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    assert store.applied_offsets(TOPIC) == {}
+    assert store.load_sources(["cam-1"]).states == {}
+    assert consumer.commits == []
+
+
+def test_a_refused_commit_is_raised_after_the_state_is_saved(rng: np.random.Generator) -> None:
+    store, producer = fresh_store(), FakeProducer()
+    consumer = FakeConsumer([0], [], commit_error=CommitFailedError("group rebalanced"))
+    outcome, claims = processed_batch(store, rng)
+
+    with pytest.raises(OffsetCommitFailed, match="commit of 1 partition"):
+        checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    # Whoever reads these records again skips them: the applied offset is stored.
+    assert store.applied_offsets(TOPIC) == {0: 30}
+    assert store.load_sources(["cam-1"]).states["cam-1"].stats.count == 30
+
+
+def test_a_partition_claimed_by_another_worker_is_fenced_and_nothing_is_committed(
+    rng: np.random.Generator,
+) -> None:
+    store, producer, consumer = fresh_store(), FakeProducer(), FakeConsumer([0], [])
+    outcome, stale_claims = processed_batch(store, rng)
+    store.claim_partitions(TOPIC, [0])  # a rebalance gave partition 0 to another worker
+
+    with pytest.raises(PartitionFenced, match=r"images\[0\]") as fenced:
+        checkpointer(store, producer, consumer).checkpoint(outcome, stale_claims)
+
+    assert fenced.value.partition == 0
+    assert store.applied_offsets(TOPIC) == {}
+    assert store.load_sources(["cam-1"]).states == {}
+    assert consumer.commits == []
+
+
+def test_an_unreachable_store_is_retried_until_it_answers(rng: np.random.Generator) -> None:
+    store, producer, consumer = FlakyStore(KEY, save=2), FakeProducer(), FakeConsumer([0], [])
+    outcome, claims = processed_batch(store, rng)
+    step = checkpointer(store, producer, consumer)
+
+    with structlog.testing.capture_logs() as logs:
+        step.checkpoint(outcome, claims)
+
+    retries = [entry for entry in logs if entry["event"] == "redis_unavailable"]
+    assert [entry["step"] for entry in retries] == ["checkpoint", "checkpoint"]
+    assert store.applied_offsets(TOPIC) == {0: 30}
+    assert consumer.commits == [{0: 31}]
+    assert step.readiness.redis_ok
+
+
+def test_an_unreachable_store_at_shutdown_ends_the_checkpoint_without_a_commit(
+    rng: np.random.Generator,
+) -> None:
+    store, producer, consumer = FlakyStore(KEY, save=1), FakeProducer(), FakeConsumer([0], [])
+    outcome, claims = processed_batch(store, rng)
+
+    with pytest.raises(CheckpointError, match="at shutdown"):
+        checkpointer(store, producer, consumer, stopping=True).checkpoint(outcome, claims)
+
+    assert store.applied_offsets(TOPIC) == {}
+    assert consumer.commits == []
+
+
+def test_dead_letter_headers_as_they_travel_match_the_published_schema(
+    rng: np.random.Generator,
+) -> None:
+    store, producer = fresh_store(), FakeProducer()
+    outcome, claims = processed_batch(store, rng)
+    checkpointer(store, producer, FakeConsumer([0], [])).checkpoint(outcome, claims)
+
+    schema = json.loads((SCHEMA_DIR / "dead-letter-headers.schema.json").read_text())
+    (dead_letter,) = [sent for sent in producer.sent if sent.topic == SETTINGS.dead_letter_topic]
+    # What a subscriber receives: byte values, which it decodes as UTF-8 text. The
+    # original record's headers follow the worker's `dlq_` ones.
+    received = {
+        name: value.decode() for name, value in dead_letter.headers if name.startswith("dlq_")
+    }
+    assert ("encoding", b"png") in dead_letter.headers
+    jsonschema.validate(received, schema, format_checker=jsonschema.FormatChecker())
+    assert (received["dlq_source_partition"], received["dlq_source_offset"]) == ("0", "30")

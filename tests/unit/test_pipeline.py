@@ -1,0 +1,94 @@
+"""The batch processor over an in-memory store: outliers counted, unusable state reset."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import structlog
+
+from framedrift.worker.detection.monitor import SourceState
+from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.memory_store import InMemoryStateStore
+from framedrift.worker.stream.pipeline import BatchProcessor
+from framedrift.worker.stream.state_codec import CODEC_VERSION, StateCodec
+from tests.detector_fixtures import synthetic_config
+from tests.state_blobs import pickle_naming, signed_blob
+from tests.stream_fakes import (
+    TOPIC,
+    FakeScorer,
+    image_records,
+    junk_record,
+)
+
+KEY = b"k" * 32
+CONFIG = synthetic_config()
+LIMITS = DecodingLimits(1 << 20, 1 << 20)
+
+
+def processor(
+    store: InMemoryStateStore, rng: np.random.Generator, errors: list[float] | None = None
+) -> BatchProcessor:
+    return BatchProcessor(FakeScorer(rng, errors), store, CONFIG, LIMITS, "ae-test")
+
+
+def test_outliers_are_the_scored_images_whose_error_is_above_the_threshold(
+    rng: np.random.Generator,
+) -> None:
+    threshold = CONFIG.outlier_threshold
+    errors = [0.5 * threshold, 2.0 * threshold, threshold, 1.01 * threshold, 0.9 * threshold]
+    records = [*image_records("cam-1", range(5)), junk_record(5)]
+    outcome = processor(InMemoryStateStore(StateCodec(KEY)), rng, errors).process(
+        records, {0: None}
+    )
+    assert outcome.scored == 5
+    assert outcome.outliers == 2  # at the threshold is not above it; the junk is not scored
+
+
+def test_stored_states_this_worker_cannot_use_restart_their_sources_and_say_why(
+    rng: np.random.Generator,
+) -> None:
+    store = InMemoryStateStore(StateCodec(KEY))
+    kept = SourceState.fresh(CONFIG)
+    for _ in range(7):
+        kept.stats.update(0.3)
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: (claim.generation, 99)}, {"cam-kept": kept})
+    # Left by a worker of the previous codec version, signed with the same key.
+    old_key = store.source_key("cam-old")
+    store.blobs[old_key] = signed_blob(KEY, old_key, b"fd1", pickle.dumps(kept))
+    # Signed by this version, naming a class that has since been renamed.
+    moved_key = store.source_key("cam-moved")
+    store.blobs[moved_key] = signed_blob(
+        KEY,
+        moved_key,
+        CODEC_VERSION,
+        pickle_naming("framedrift.worker.detection.monitor", "RetiredSourceState"),
+    )
+    records = (
+        image_records("cam-kept", range(100, 103))
+        + image_records("cam-old", range(103, 106))
+        + image_records("cam-moved", range(106, 109))
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        outcome = processor(store, rng).process(records, {0: 99})
+
+    assert outcome.state_resets == {"cam-old": "codec_version", "cam-moved": "unloadable"}
+    counts = {source: state.stats.count for source, state in outcome.states.items()}
+    assert counts == {"cam-kept": 10, "cam-old": 3, "cam-moved": 3}
+    resets = {
+        entry["source_id"]: entry["reason"] for entry in logs if entry["event"] == "state_reset"
+    }
+    assert resets == outcome.state_resets
+
+
+def test_records_at_or_below_the_applied_offset_are_skipped_not_counted(
+    rng: np.random.Generator,
+) -> None:
+    outcome = processor(InMemoryStateStore(StateCodec(KEY)), rng).process(
+        image_records("cam-1", range(10)), {0: 6}
+    )
+    assert (outcome.skipped_replays, outcome.scored) == (7, 3)
+    assert outcome.states["cam-1"].stats.count == 3
+    assert outcome.last_offsets == {0: 9}

@@ -1,0 +1,33 @@
+"""Every detector a source runs, in the order it runs them: the one list of detector names.
+
+The state (`monitor.SourceState`) builds one of each, calibration sets a threshold for
+each calibrated one, the evaluation reports each, and the alert schema's
+`DetectorName` must list the same names (a test compares: `schemas/` imports nothing
+of the worker).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from framedrift.worker.detection.adwin import Adwin
+from framedrift.worker.detection.cusum import ErrorCusum, LatentCusum
+from framedrift.worker.detection.ks import KsTest
+from framedrift.worker.detection.latent_mix import LatentMix
+from framedrift.worker.detection.protocol import CalibratedDetector, Detector
+from framedrift.worker.detection.relative_increase import RelativeIncrease
+
+# Alarms of one event are reported in this order: the fast CUSUMs first.
+DETECTORS: tuple[type[Detector], ...] = (
+    ErrorCusum,
+    LatentCusum,
+    KsTest,
+    RelativeIncrease,
+    LatentMix,
+    Adwin,
+)
+CALIBRATED_DETECTORS = cast(
+    tuple[type[CalibratedDetector], ...], tuple(d for d in DETECTORS if d.calibrated)
+)
+DETECTOR_NAMES = tuple(detector.name for detector in DETECTORS)
+CALIBRATED_DETECTOR_NAMES = tuple(detector.name for detector in CALIBRATED_DETECTORS)

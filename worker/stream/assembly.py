@@ -1,0 +1,69 @@
+"""Composition: settings in, a `DriftWorker` with everything it runs with out.
+
+Loads the model (recalibrating it when the stored calibration was made for other
+detector settings), and makes the Redis client, the state store and the batch
+processor. The Kafka clients are made later, by the loop, which waits for the brokers.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import redis
+import structlog
+
+from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.ops.settings import Settings
+from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.kafka_clients import connect_kafka
+from framedrift.worker.stream.pipeline import BatchProcessor
+from framedrift.worker.stream.service import DriftWorker
+from framedrift.worker.stream.state_codec import StateCodec
+from framedrift.worker.stream.state_store import RedisStateStore
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(settings: Settings) -> DriftWorker:
+    """The worker these settings describe, not yet connected to Kafka."""
+    hmac_key = settings.hmac_key()  # first: without it, loading the model is wasted time
+    artifact = calibrated_artifact(settings)
+    store = RedisStateStore(
+        redis.Redis.from_url(settings.redis_url, **settings.redis_client_options()),
+        StateCodec(hmac_key),
+        settings.state_prefix,
+        settings.group_id,
+        artifact.model_version,
+    )
+    processor = BatchProcessor(
+        artifact.scorer(settings.torch_threads),
+        store,
+        artifact.monitor_config(settings.outlier_quantile),
+        DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
+        artifact.model_version,
+    )
+    return DriftWorker(settings, store, processor, connect_kafka=partial(connect_kafka, settings))
+
+
+def calibrated_artifact(settings: Settings) -> ModelArtifact:
+    """The model at `settings.model_path`, its thresholds calibrated for these settings."""
+    artifact = ModelArtifact.load(settings.model_path)
+    parameters = settings.detector_parameters()
+    if artifact.calibration.parameters != parameters:
+        # Deterministic, so every worker of the group arrives at the same thresholds.
+        log.warning(
+            "calibrating_at_startup",
+            reason="the model was calibrated for other detector settings",
+            stored=artifact.calibration.parameters.to_dict(),
+            wanted=parameters.to_dict(),
+            hint="`framedrift calibrate` stores a calibration in the model file",
+        )
+        artifact = artifact.recalibrated(parameters)
+    calibration = artifact.calibration
+    log.info(
+        "calibration",
+        ert=parameters.ert,
+        thresholds=calibration.thresholds,
+        adwin_false_alarms=f"{calibration.adwin_alarms}/{calibration.adwin_events}",
+    )
+    return artifact
