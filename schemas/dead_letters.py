@@ -19,9 +19,10 @@ class DeadLetterHeaders(BaseModel):
 
     Described as they travel: every value is text, numbers as decimal digits, so that a
     subscriber can validate the headers it received against the JSON Schema as they are.
+    The original record's headers follow these, so other names are allowed.
     """
 
-    model_config = ConfigDict(extra="forbid", title="DeadLetterHeaders")
+    model_config = ConfigDict(extra="allow", title="DeadLetterHeaders")
 
     dlq_schema_version: Literal["1"] = "1"
     dlq_error_class: str = Field(description="Why, as a class name, e.g. 'UndecodableImage'.")

@@ -84,20 +84,27 @@ def test_ten_sigkills_over_twenty_thousand_events_change_nothing(
         np.testing.assert_allclose(
             state.window.values("error"), expected.window.values("error"), rtol=1e-5
         )
-        assert state.adwin.width == expected.adwin.width
-        assert state.adwin.estimation == pytest.approx(expected.adwin.estimation, rel=1e-5)
-        assert state.ks.events_since_test == expected.ks.events_since_test
-        assert state.ks.episode == expected.ks.episode
-        assert state.relative_increase.episode == expected.relative_increase.episode
+        assert state.detectors["adwin"].width == expected.detectors["adwin"].width
+        assert state.detectors["adwin"].estimation == pytest.approx(
+            expected.detectors["adwin"].estimation, rel=1e-5
+        )
+        assert state.detectors["ks"].events_since_test == expected.detectors["ks"].events_since_test
+        assert state.detectors["ks"].episode == expected.detectors["ks"].episode
+        assert (
+            state.detectors["relative_increase"].episode
+            == expected.detectors["relative_increase"].episode
+        )
         for cusum, expected_cusum in (
-            (state.error_cusum, expected.error_cusum),
-            (state.latent_cusum, expected.latent_cusum),
+            (state.detectors["error_cusum"], expected.detectors["error_cusum"]),
+            (state.detectors["latent_cusum"], expected.detectors["latent_cusum"]),
         ):
             assert cusum.upper == pytest.approx(expected_cusum.upper, abs=1e-6)
             assert cusum.lower == pytest.approx(expected_cusum.lower, abs=1e-6)
             assert cusum.in_drift == expected_cusum.in_drift
-        np.testing.assert_array_equal(state.latent_mix.counts, expected.latent_mix.counts)
-        assert state.latent_mix.episode == expected.latent_mix.episode
+        np.testing.assert_array_equal(
+            state.detectors["latent_mix"].counts, expected.detectors["latent_mix"].counts
+        )
+        assert state.detectors["latent_mix"].episode == expected.detectors["latent_mix"].episode
 
     def alerts_by_id(topic: str) -> dict[str, list[tuple[str, str, int]]]:
         found: dict[str, list[tuple[str, str, int]]] = {}
@@ -166,7 +173,8 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
 
     def save_then_die_after_an_alert(topic, applied, states):  # type: ignore[no-untyped-def]
         alerted = any(
-            state.relative_increase.episode.in_drift or state.ks.episode.in_drift
+            state.detectors["relative_increase"].episode.in_drift
+            or state.detectors["ks"].episode.in_drift
             for state in states.values()
         )
         if alerted:

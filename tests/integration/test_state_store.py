@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from framedrift.deploy.local_servers import LocalServers, free_port
 from framedrift.worker.detection.monitor import SourceState
@@ -144,7 +146,8 @@ def test_signed_blobs_this_code_cannot_load_reset_their_sources_instead_of_raisi
 
 
 def test_an_unreachable_redis_is_reported_as_store_unavailable() -> None:
-    nobody = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    # Without redis-py's own retries and their backoff: the store reports the first refusal.
+    nobody = redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     unreachable = RedisStateStore(nobody, StateCodec(KEY), "p", "group", "ae-test")
     with pytest.raises(StoreUnavailable):
         unreachable.claim_partitions(TOPIC, [0])

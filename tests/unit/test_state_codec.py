@@ -40,8 +40,8 @@ def test_round_trip_gives_detectors_that_continue_identically(rng: np.random.Gen
     for offset, image in enumerate(scored_images(continuation, CONFIG.reference), start=300):
         event = EventRef(f"e{offset}", 1, offset, 1.7e9)
         assert original.update(image, event) == copy.update(image, event)
-    assert original.state.adwin.estimation == copy.state.adwin.estimation
-    assert original.state.error_cusum == copy.state.error_cusum
+    assert original.state.detectors["adwin"].estimation == copy.state.detectors["adwin"].estimation
+    assert original.state.detectors["error_cusum"] == copy.state.detectors["error_cusum"]
 
 
 @pytest.mark.parametrize(

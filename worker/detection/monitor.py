@@ -120,15 +120,6 @@ class SourceState:
             },
         )
 
-    def __getattr__(self, name: str) -> Detector:
-        """A detector by its name, as an attribute: `state.ks` is `state.detectors["ks"]`."""
-        # Only called for names that are not attributes; reads __dict__ directly, as
-        # pickle probes an instance before its fields are restored.
-        detectors = self.__dict__.get("detectors", {})
-        if name in detectors:
-            return detectors[name]
-        raise AttributeError(f"{type(self).__name__} has no attribute or detector {name!r}")
-
 
 class SourceMonitor:
     """Feeds one source's images to its detectors and reports which fired."""
