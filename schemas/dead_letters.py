@@ -25,6 +25,11 @@ class DeadLetterHeaders(BaseModel):
     model_config = ConfigDict(extra="allow", title="DeadLetterHeaders")
 
     dlq_schema_version: Literal["1"] = "1"
+    dlq_id: str = Field(
+        description="Stable id of this dead letter (a UUID derived from the source topic, "
+        "partition and offset): a copy re-sent after a crash or a refused checkpoint "
+        "carries the same id, so a subscriber can drop it."
+    )
     dlq_error_class: str = Field(description="Why, as a class name, e.g. 'UndecodableImage'.")
     dlq_error_message: str = Field(max_length=1024, description="Why, for a person.")
     dlq_source_topic: str

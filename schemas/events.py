@@ -17,7 +17,20 @@ EVENT_SCHEMA_VERSION = 1
 
 ImageEncoding = Literal["png", "jpeg", "raw"]
 RawDtype = Literal["uint8", "float32"]
-SourceId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+# Visible ASCII only (0x21 to 0x7E): no whitespace, no control characters, no DEL, nothing
+# that looks like another id in another script. A source id becomes the Kafka key, a
+# Redis key, a log field and a metric label; none of them has to escape or compare it.
+SOURCE_ID_PATTERN = r"^[\x21-\x7E]+$"
+SourceId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=SOURCE_ID_PATTERN,
+        description="1 to 256 visible ASCII characters (0x21-0x7E): no spaces or control "
+        "characters. Also the Kafka key of the event's record.",
+    ),
+]
 
 
 class ImagePayload(BaseModel):

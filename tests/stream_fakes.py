@@ -23,7 +23,12 @@ from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.detection.scores import ImageScores
 from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.state_codec import StateCodec
-from framedrift.worker.stream.state_store import LoadedStates, PartitionClaim, StoreUnavailable
+from framedrift.worker.stream.state_store import (
+    AppliedAdvance,
+    LoadedStates,
+    PartitionClaim,
+    StoreUnavailable,
+)
 from tests.detector_fixtures import synthetic_scores
 
 TOPIC = "images"
@@ -112,10 +117,14 @@ class FlakyStore(InMemoryStateStore):
         return super().load_sources(source_ids)
 
     def save(
-        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+        self,
+        topic: str,
+        applied: dict[int, AppliedAdvance],
+        states: dict[str, SourceState],
+        source_partitions: dict[str, int],
     ) -> None:
         self._fail_while_down("save")
-        super().save(topic, applied, states)
+        super().save(topic, applied, states, source_partitions)
 
 
 @dataclass
@@ -169,7 +178,8 @@ class FakeConsumer:
     A callable among the batches runs in its turn instead, and that poll returns nothing
     (something happening elsewhere between two polls). Once all are handed out it calls
     `when_drained` (a test passes the worker's `stop`). Commits fail with `commit_error`
-    when it is set.
+    when it is set. `log_ends` maps partition -> its log's end offset (unknown when absent);
+    a partition's committed offset is its last commit.
     """
 
     partitions: list[int]
@@ -178,6 +188,7 @@ class FakeConsumer:
     commit_error: KafkaError | None = None
     commits: list[dict[int, int]] = field(default_factory=list)  # partition -> next offset
     seeks: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    log_ends: dict[int, int] = field(default_factory=dict)
     listener: ConsumerRebalanceListener | None = None
     assigned: bool = False
     closed: bool = False
@@ -207,6 +218,20 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.seeks.extend((tp.partition, 0) for tp in partitions)
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {
+            tp: self.log_ends[tp.partition] for tp in partitions if tp.partition in self.log_ends
+        }
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        offsets = [
+            commit[partition.partition] for commit in self.commits if partition.partition in commit
+        ]
+        return offsets[-1] if offsets else None
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         if self.commit_error is not None:

@@ -171,7 +171,7 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
     doomed = build_worker(settings_from_env())
     save = doomed.store.save
 
-    def save_then_die_after_an_alert(topic, applied, states):  # type: ignore[no-untyped-def]
+    def save_then_die_after_an_alert(topic, applied, states, source_partitions):  # type: ignore[no-untyped-def]
         alerted = any(
             state.detectors["relative_increase"].episode.in_drift
             or state.detectors["ks"].episode.in_drift
@@ -179,7 +179,7 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
         )
         if alerted:
             raise SimulatedCrash
-        save(topic, applied, states)
+        save(topic, applied, states, source_partitions)
 
     monkeypatch.setattr(doomed.store, "save", save_then_die_after_an_alert)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}

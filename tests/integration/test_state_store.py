@@ -20,8 +20,11 @@ from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.state_codec import CODEC_VERSION, StateCodec
 from framedrift.worker.stream.state_store import (
+    AppliedAdvance,
+    AppliedOffsetMoved,
     PartitionFenced,
     RedisStateStore,
+    SourcePartitionConflict,
     StateStore,
     StoreUnavailable,
 )
@@ -71,10 +74,20 @@ def test_a_worker_that_lost_its_partition_cannot_overwrite_the_new_owner(
     # A rebalance hands partition 0 to the new owner while the old one is paused mid-batch.
     fresh_claim = new_owner.claim_partitions(TOPIC, [0])[0]
     assert fresh_claim.generation == stale_claim.generation + 1
-    new_owner.save(TOPIC, {0: (fresh_claim.generation, 99)}, {"cam-1": state_with_count(100)})
+    new_owner.save(
+        TOPIC,
+        {0: AppliedAdvance(fresh_claim.generation, None, 99)},
+        {"cam-1": state_with_count(100)},
+        {"cam-1": 0},
+    )
 
     with pytest.raises(PartitionFenced, match=r"images\[0\]"):
-        old_owner.save(TOPIC, {0: (stale_claim.generation, 49)}, {"cam-1": state_with_count(50)})
+        old_owner.save(
+            TOPIC,
+            {0: AppliedAdvance(stale_claim.generation, None, 49)},
+            {"cam-1": state_with_count(50)},
+            {"cam-1": 0},
+        )
 
     assert new_owner.load_sources(["cam-1"]).states["cam-1"].stats.count == 100
     assert new_owner.applied_offsets(TOPIC) == {0: 99}
@@ -88,8 +101,12 @@ def test_a_fenced_save_of_several_partitions_writes_none_of_them(two_views: TwoV
     with pytest.raises(PartitionFenced, match=r"images\[1\]"):
         old_owner.save(
             TOPIC,
-            {0: (claims[0].generation, 10), 1: (claims[1].generation, 20)},
+            {
+                0: AppliedAdvance(claims[0].generation, None, 10),
+                1: AppliedAdvance(claims[1].generation, None, 20),
+            },
             {"cam-0": state_with_count(11)},
+            {"cam-0": 0},
         )
 
     assert old_owner.applied_offsets(TOPIC) == {}
@@ -102,10 +119,72 @@ def test_claiming_returns_the_applied_offset_left_by_the_previous_owner(
     first, second = two_views()
     claims = first.claim_partitions(TOPIC, [0, 1])
     assert all(claim.applied_offset is None for claim in claims.values())
-    first.save(TOPIC, {0: (claims[0].generation, 41), 1: (claims[1].generation, 7)}, {})
+    first.save(
+        TOPIC,
+        {
+            0: AppliedAdvance(claims[0].generation, None, 41),
+            1: AppliedAdvance(claims[1].generation, None, 7),
+        },
+        {},
+        {},
+    )
     taken = second.claim_partitions(TOPIC, [0, 1])
     assert (taken[0].applied_offset, taken[1].applied_offset) == (41, 7)
     assert taken[0].generation > claims[0].generation
+
+
+def test_a_store_that_went_back_in_time_refuses_the_write_and_says_what_it_holds(
+    two_views: TwoViews,
+) -> None:
+    """As after a restored snapshot: the worker expects 41, the store holds 7 again."""
+    store_view, _ = two_views()
+    claim = store_view.claim_partitions(TOPIC, [0])[0]
+    store_view.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 7)}, {}, {})
+    store_view.save(
+        TOPIC,
+        {0: AppliedAdvance(claim.generation, 7, 41)},
+        {"cam-1": state_with_count(5)},
+        {"cam-1": 0},
+    )
+    rolled_back = claim.generation  # same owner; only the applied offset went back
+    store_view.forget_applied(TOPIC, 0, rolled_back)
+    store_view.save(TOPIC, {0: AppliedAdvance(rolled_back, None, 7)}, {}, {})
+
+    with pytest.raises(AppliedOffsetMoved) as moved:
+        store_view.save(
+            TOPIC,
+            {0: AppliedAdvance(claim.generation, 41, 60)},
+            {"cam-1": state_with_count(9)},
+            {"cam-1": 0},
+        )
+
+    assert (moved.value.expected, moved.value.stored) == (41, 7)
+    assert store_view.applied_offsets(TOPIC) == {0: 7}
+    assert store_view.load_sources(["cam-1"]).states["cam-1"].stats.count == 5
+
+
+def test_a_source_is_written_only_from_its_home_partition(two_views: TwoViews) -> None:
+    first, second = two_views()
+    claims = first.claim_partitions(TOPIC, [0, 1])
+    first.save(
+        TOPIC,
+        {0: AppliedAdvance(claims[0].generation, None, 3)},
+        {"cam-1": state_with_count(4)},
+        {"cam-1": 0},
+    )
+
+    with pytest.raises(SourcePartitionConflict, match=r"images\[0\].*images\[1\]"):
+        second.save(
+            TOPIC,
+            {1: AppliedAdvance(claims[1].generation, None, 8)},
+            {"cam-1": state_with_count(9)},
+            {"cam-1": 1},
+        )
+
+    loaded = second.load_sources(["cam-1"])
+    assert loaded.states["cam-1"].stats.count == 4
+    assert loaded.homes == {"cam-1": "images[0]"}
+    assert second.applied_offsets(TOPIC) == {0: 3}
 
 
 def test_a_tampered_blob_is_rejected_and_the_others_still_load(servers: LocalServers) -> None:
@@ -113,7 +192,10 @@ def test_a_tampered_blob_is_rejected_and_the_others_still_load(servers: LocalSer
     writer = store(servers, namespace)
     claim = writer.claim_partitions(TOPIC, [0])[0]
     writer.save(
-        TOPIC, {0: (claim.generation, 1)}, {"good": state_with_count(3), "bad": state_with_count(4)}
+        TOPIC,
+        {0: AppliedAdvance(claim.generation, None, 1)},
+        {"good": state_with_count(3), "bad": state_with_count(4)},
+        {"good": 0, "bad": 0},
     )
     writer.client.setrange(writer.source_key("bad"), 40, b"tampered")
 
@@ -130,7 +212,12 @@ def test_signed_blobs_this_code_cannot_load_reset_their_sources_instead_of_raisi
     """A worker that raised here would stop on the same batch after every restart."""
     writer = store(servers, uuid.uuid4().hex)
     claim = writer.claim_partitions(TOPIC, [0])[0]
-    writer.save(TOPIC, {0: (claim.generation, 1)}, {"good": state_with_count(3)})
+    writer.save(
+        TOPIC,
+        {0: AppliedAdvance(claim.generation, None, 1)},
+        {"good": state_with_count(3)},
+        {"good": 0},
+    )
     old, moved = writer.source_key("old"), writer.source_key("moved")
     # Left by the previous codec version, whose pickles name the old module paths.
     writer.client.set(old, signed_blob(KEY, old, b"fd1", pickle.dumps(state_with_count(5))))
@@ -154,4 +241,6 @@ def test_an_unreachable_redis_is_reported_as_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         unreachable.load_sources(["cam-1"])
     with pytest.raises(StoreUnavailable):
-        unreachable.save(TOPIC, {0: (1, 5)}, {"cam-1": state_with_count(1)})
+        unreachable.save(
+            TOPIC, {0: AppliedAdvance(1, None, 5)}, {"cam-1": state_with_count(1)}, {"cam-1": 0}
+        )

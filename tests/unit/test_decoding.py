@@ -16,7 +16,9 @@ from framedrift.worker.stream.decoding import (
     DecodingLimits,
     ImageTooLarge,
     InvalidEvent,
+    InvalidSourceId,
     MalformedEvent,
+    MissingSourceKey,
     RecordTooLarge,
     SourceKeyMismatch,
     UndecodableImage,
@@ -63,7 +65,7 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
     rgb = np.zeros((8, 8, 3), dtype=np.uint8)
     rgb[..., 0] = 255
     record = image_event_record(rgb, "cam-1", "e1", NOW, "json", "png")
-    assert decode_record(None, record.value, [], LIMITS).image.shape == (8, 8, 3)
+    assert decode_record(b"cam-1", record.value, [], LIMITS).image.shape == (8, 8, 3)
     pixels = np.full((4, 4), 0.25, dtype=np.float32)
     value = json_event(
         encoding="raw",
@@ -71,7 +73,7 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
         shape=[4, 4],
         dtype="float32",
     )
-    np.testing.assert_array_equal(decode_record(None, value, [], LIMITS).image, pixels)
+    np.testing.assert_array_equal(decode_record(b"cam-1", value, [], LIMITS).image, pixels)
 
 
 BAD_INPUTS = {
@@ -93,11 +95,11 @@ BAD_INPUTS = {
         [],
         UnsupportedSchemaVersion,
     ),
-    "missing key": (
+    "missing event_id": (
         json.dumps(
             {
                 "schema_version": 1,
-                "source_id": "c",
+                "source_id": "cam-1",
                 "timestamp": NOW.isoformat(),
                 "image": {"encoding": "png", "data": ""},
             }
@@ -175,7 +177,7 @@ BAD_INPUTS = {
     "tombstone": (None, [], MalformedEvent),
     "binary with a missing header": (
         encode_image(IMAGE, "png"),
-        [("schema_version", b"1"), ("source_id", b"c")],
+        [("schema_version", b"1"), ("source_id", b"cam-1")],
         MalformedEvent,
     ),
     "binary with an unknown version": (
@@ -195,7 +197,7 @@ BAD_INPUTS = {
 def test_bad_input_is_rejected_with_its_reason(case: str) -> None:
     value, headers, expected = BAD_INPUTS[case]
     with pytest.raises(expected) as raised:
-        decode_record(None, value, headers, LIMITS)
+        decode_record(b"cam-1", value, headers, LIMITS)
     assert str(raised.value), "the dead-letter record needs a message"
     assert isinstance(raised.value, InvalidEvent)
 
@@ -206,10 +208,73 @@ def test_png_over_the_pixel_limit_is_refused_from_its_header() -> None:
     big.save(buffer, format="PNG")
     value = json_event(encoding="png", data=base64.b64encode(buffer.getvalue()).decode())
     with pytest.raises(ImageTooLarge, match="100×100"):
-        decode_record(None, value, [], LIMITS)
+        decode_record(b"cam-1", value, [], LIMITS)
 
 
 def test_record_keyed_by_another_source_is_refused() -> None:
     record = image_event_record(IMAGE, "cam-1", "e1", NOW, "json", "png")
     with pytest.raises(SourceKeyMismatch, match="cam-1"):
         decode_record(b"cam-2", record.value, record.headers, LIMITS)
+
+
+@pytest.mark.parametrize("key", [None, b""], ids=["no key", "empty key"])
+def test_a_record_without_a_kafka_key_is_refused_before_its_value_is_read(
+    key: bytes | None,
+) -> None:
+    record = image_event_record(IMAGE, "cam-1", "e1", NOW, "json", "png")
+    with pytest.raises(MissingSourceKey, match="no Kafka key"):
+        decode_record(key, record.value, record.headers, LIMITS)
+    with pytest.raises(MissingSourceKey):
+        decode_record(key, b"{not json", [], LIMITS)
+
+
+NOT_VISIBLE_ASCII = {
+    "NUL": "camera-001\0",
+    "NUL and a pickle after it": "camera-001\0cbuiltins\nlen\n(S'x'\ntR.",
+    "control character": "camera\x01001",
+    "escape sequence": "camera-\x1b[31m001",
+    "DEL": "camera-001\x7f",
+    "space": "camera 001",
+    "tab": "camera\t001",
+    "trailing newline": "camera-001\n",
+    "non-ASCII letter": "caméra-001",
+    "zero-width space": "camera\u200b001",
+    "too long": "c" * 257,
+}
+
+
+def binary_record(source_id: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A binary-format event by hand: the producer's models would refuse the id."""
+    headers = {
+        "schema_version": "1",
+        "event_id": "e1",
+        "source_id": source_id,
+        "timestamp": NOW.isoformat(),
+        "encoding": "png",
+    }
+    return encode_image(IMAGE, "png"), [(name, value.encode()) for name, value in headers.items()]
+
+
+@pytest.mark.parametrize("value_format", ["json", "binary"])
+@pytest.mark.parametrize("case", sorted(NOT_VISIBLE_ASCII))
+def test_a_source_id_that_is_not_visible_ascii_is_refused_with_its_reason(
+    case: str, value_format: str
+) -> None:
+    source_id = NOT_VISIBLE_ASCII[case]
+    if value_format == "json":
+        value = json.loads(
+            json_event(encoding="png", data=base64.b64encode(encode_image(IMAGE, "png")).decode())
+        )
+        value["source_id"] = source_id
+        record: tuple[bytes, list[tuple[str, bytes]]] = (json.dumps(value).encode(), [])
+    else:
+        record = binary_record(source_id)
+    with pytest.raises(InvalidSourceId, match="visible ASCII") as refused:
+        decode_record(source_id.encode(), *record, LIMITS)
+    assert isinstance(refused.value, MalformedEvent), "a subclass: handled as any malformed event"
+
+
+def test_every_visible_ascii_character_is_allowed_in_a_source_id() -> None:
+    source_id = "".join(chr(code) for code in range(0x21, 0x7F))
+    value, headers = binary_record(source_id)
+    assert decode_record(source_id.encode(), value, headers, LIMITS).source_id == source_id

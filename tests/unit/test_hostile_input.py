@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import json
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from framedrift.producers.events import encode_image
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
     DecodingLimits,
     InvalidEvent,
+    InvalidSourceId,
+    MissingSourceKey,
     decode_record,
 )
 
@@ -96,3 +100,38 @@ def test_near_valid_json_events_never_escape_as_anything_but_invalid_event(image
         **extra,
     }
     decodes_or_refuses(b"s", json.dumps(document).encode(), [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(st.none(), st.binary(max_size=512)), headers=HEADERS)
+def test_a_keyless_record_is_refused_for_its_missing_key_whatever_it_holds(value, headers) -> None:
+    try:
+        decode_record(None, value, headers, LIMITS)
+    except MissingSourceKey:
+        return
+    raise AssertionError("a keyless record was not refused as MissingSourceKey")
+
+
+VALID_PNG = base64.b64encode(encode_image(np.zeros((1, 1), np.uint8), "png")).decode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(source_id=st.text(min_size=1, max_size=300))
+def test_a_source_id_is_accepted_exactly_when_it_is_1_to_256_visible_ascii_characters(
+    source_id: str,
+) -> None:
+    document = {
+        "schema_version": 1,
+        "event_id": "e",
+        "source_id": source_id,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "image": {"encoding": "png", "data": VALID_PNG},
+    }
+    visible_ascii = len(source_id) <= 256 and all("!" <= char <= "~" for char in source_id)
+    try:
+        event = decode_record(source_id.encode(), json.dumps(document).encode(), [], LIMITS)
+    except InvalidSourceId:
+        assert not visible_ascii, f"{source_id!r} refused"
+    else:
+        assert visible_ascii, f"{source_id!r} accepted"
+        assert event.source_id == source_id

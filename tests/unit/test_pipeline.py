@@ -12,6 +12,7 @@ from framedrift.worker.stream.decoding import DecodingLimits
 from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.pipeline import BatchProcessor
 from framedrift.worker.stream.state_codec import CODEC_VERSION, StateCodec
+from framedrift.worker.stream.state_store import AppliedAdvance
 from tests.detector_fixtures import synthetic_config
 from tests.state_blobs import pickle_naming, signed_blob
 from tests.stream_fakes import (
@@ -53,7 +54,9 @@ def test_stored_states_this_worker_cannot_use_restart_their_sources_and_say_why(
     for _ in range(7):
         kept.stats.update(0.3)
     claim = store.claim_partitions(TOPIC, [0])[0]
-    store.save(TOPIC, {0: (claim.generation, 99)}, {"cam-kept": kept})
+    store.save(
+        TOPIC, {0: AppliedAdvance(claim.generation, None, 99)}, {"cam-kept": kept}, {"cam-kept": 0}
+    )
     # Left by a worker of the previous codec version, signed with the same key.
     old_key = store.source_key("cam-old")
     store.blobs[old_key] = signed_blob(KEY, old_key, b"fd1", pickle.dumps(kept))
@@ -92,3 +95,23 @@ def test_records_at_or_below_the_applied_offset_are_skipped_not_counted(
     assert (outcome.skipped_replays, outcome.scored) == (7, 3)
     assert outcome.states["cam-1"].stats.count == 3
     assert outcome.last_offsets == {0: 9}
+
+
+def test_a_source_is_counted_on_its_home_partition_and_dead_lettered_from_any_other(
+    rng: np.random.Generator,
+) -> None:
+    store = InMemoryStateStore(StateCodec(KEY))
+    claims = store.claim_partitions(TOPIC, [0, 1])
+    home = SourceState.fresh(CONFIG)
+    store.save(
+        TOPIC, {0: AppliedAdvance(claims[0].generation, None, 9)}, {"cam-1": home}, {"cam-1": 0}
+    )
+    records = image_records("cam-1", range(10, 13)) + image_records("cam-1", range(3), partition=1)
+
+    outcome = processor(store, rng).process(records, {0: 9, 1: None})
+
+    assert outcome.states["cam-1"].stats.count == 3
+    assert outcome.source_partitions == {"cam-1": 0}
+    strays = [(dead.record.partition, type(dead.error).__name__) for dead in outcome.dead_letters]
+    assert strays == [(1, "SourceOnAnotherPartition")] * 3
+    assert outcome.last_offsets == {0: 12, 1: 2}

@@ -61,6 +61,33 @@ def test_event_built_from_the_json_schema_alone_is_accepted_by_the_worker() -> N
     assert decoded.image.shape == (28, 28)
 
 
+@pytest.mark.parametrize(
+    "source_id",
+    ["camera 001", "camera-001\0", "camera\x01001", "camera-001\x7f", "caméra-001", "c" * 257],
+    ids=["space", "NUL", "control", "DEL", "non-ASCII", "too long"],
+)
+@pytest.mark.parametrize(
+    "schema_file", ["image-event.schema.json", "image-event-binary-headers.schema.json"]
+)
+def test_the_committed_event_schemas_refuse_a_source_id_the_worker_refuses(
+    source_id: str, schema_file: str
+) -> None:
+    """Source ids are visible ASCII: a client validating against the schema learns it there."""
+    event = {
+        "schema_version": 1 if schema_file == "image-event.schema.json" else "1",
+        "event_id": "evt-1",
+        "source_id": "dock-camera-7",
+        "timestamp": "2026-11-22T10:00:00Z",
+    }
+    if schema_file == "image-event.schema.json":
+        event["image"] = {"encoding": "png", "data": ""}
+    else:
+        event["encoding"] = "png"
+    jsonschema.validate(event, load_schema(schema_file))
+    with pytest.raises(jsonschema.ValidationError, match=r"does not match|too long"):
+        jsonschema.validate({**event, "source_id": source_id}, load_schema(schema_file))
+
+
 def test_alert_from_the_worker_validates_against_the_committed_alert_schema() -> None:
     config = synthetic_config(window_size=10)
     state = SourceState.fresh(config)

@@ -29,6 +29,7 @@ from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.pipeline import BatchProcessor
 from framedrift.worker.stream.service import DriftWorker
 from framedrift.worker.stream.state_codec import CODEC_VERSION, StateCodec
+from framedrift.worker.stream.state_store import AppliedAdvance
 from tests.detector_fixtures import synthetic_config
 from tests.state_blobs import pickle_naming, signed_blob
 from tests.stream_fakes import (
@@ -81,14 +82,18 @@ def run_loop(
     commit_error: CommitFailedError | None = None,
     errors: list[float] | None = None,
     unreachable_brokers: int = 0,
+    log_ends: dict[int, int] | None = None,
+    started: list[DriftWorker] | None = None,
 ) -> LoopRun:
     """Runs a worker over these batches of partition 0 until the consumer has handed them out.
 
-    Its first `unreachable_brokers` attempts to connect find no broker.
+    Its first `unreachable_brokers` attempts to connect find no broker; `log_ends` are the
+    partitions' log end offsets; the worker is appended to `started` before it runs, for
+    callables among the batches that look at it.
     """
     store = store if store is not None else InMemoryStateStore(StateCodec(KEY))
     producer = producer or FakeProducer()
-    consumer = FakeConsumer([0], batches, commit_error=commit_error)
+    consumer = FakeConsumer([0], batches, commit_error=commit_error, log_ends=log_ends or {})
     processor = BatchProcessor(
         FakeScorer(rng, errors), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae-test"
     )
@@ -101,6 +106,8 @@ def run_loop(
 
     worker = DriftWorker(SETTINGS, store, processor, connect_kafka)
     consumer.when_drained = worker.stop
+    if started is not None:
+        started.append(worker)
     with structlog.testing.capture_logs() as logs:
         worker.run()
     assert consumer.closed and producer.closed
@@ -239,3 +246,68 @@ def test_a_worker_started_before_its_brokers_waits_for_them(rng: np.random.Gener
         connect_errors_before + 2
     )
     assert run.consumer.commits == [{0: 5}]
+
+
+def test_a_lost_generation_makes_the_worker_not_ready_then_claim_anew_after_a_pause(
+    rng: np.random.Generator,
+) -> None:
+    """The generation hash is evicted: one refused write, then a new claim, not a hot loop."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    started: list[DriftWorker] = []
+    readiness_seen: list[list[str]] = []
+
+    def the_generation_is_lost() -> None:
+        store.generations.clear()
+
+    def look_at_readiness() -> None:
+        readiness_seen.append(started[0].readiness.problems())
+
+    batch = image_records("cam-1", range(5))
+    # fenced; re-read and claimed anew (that batch is read again); then written
+    batches: list[list[ConsumerRecord] | Callable[[], object]] = [
+        the_generation_is_lost,
+        batch,
+        look_at_readiness,
+        batch,
+        batch,
+        look_at_readiness,
+    ]
+    run = run_loop(batches, rng, store, started=started)
+
+    (fenced,) = run.events("partition_fenced")
+    assert fenced["generation_lost"] and fenced["retry_in_s"] > 0
+    assert any("state write refused (fenced)" in problem for problem in readiness_seen[0])
+    assert not any("refused" in problem for problem in readiness_seen[1])
+    assert [event["partitions"] for event in run.events("partitions_assigned")] == [[0], [0]]
+    assert run.consumer.commits == [{0: 5}]
+    assert run.counts("cam-1") == {"cam-1": 5}
+
+
+def test_a_claim_resumes_right_after_the_stored_applied_offset(rng: np.random.Generator) -> None:
+    """The claim's seek on its own: Redis holds more than Kafka's commit says."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
+
+    run = run_loop([], rng, store, log_ends={0: 100})
+
+    assert run.consumer.seeks == [(0, 42)]
+    assert run.worker.claims[0].applied_offset == 41
+
+
+def test_an_applied_offset_beyond_the_log_end_is_dropped_loudly(rng: np.random.Generator) -> None:
+    """The topic was recreated: its new log ends at 10, the store says 41 was applied."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
+    resets_before = counter("framedrift_applied_offset_resets_total")
+    batch = image_records("cam-1", range(5))
+
+    run = run_loop([batch, batch], rng, store, log_ends={0: 10})
+
+    (reset,) = run.events("applied_offset_beyond_log_end")
+    assert (reset["applied_offset"], reset["log_end"]) == (41, 10)
+    assert counter("framedrift_applied_offset_resets_total") == resets_before + 1
+    assert run.consumer.seeks[-1] == (0, 0)  # from the log's start: no commit to go on from
+    assert run.counts("cam-1") == {"cam-1": 5}
+    assert run.store.applied_offsets(TOPIC) == {0: 4}

@@ -6,13 +6,18 @@ from collections.abc import Mapping
 from typing import ClassVar, Self
 
 import numpy as np
+import river
 from river.drift import ADWIN
 
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.protocol import Direction
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.scores import ScoredImage
 from framedrift.worker.detection.window import EventWindow
+
+# ADWIN's window is a few buckets per power of two of its width: kilobytes, even after years.
+_MAX_WINDOWING_BYTES = 1 << 20
 
 
 class Adwin:
@@ -30,7 +35,9 @@ class Adwin:
     Its statistic is the change of ADWIN's mean estimate at the latest update: at an
     alarm, the level after the cut minus the level the source left.
 
-    State: the river object itself, pickled by the state codec inside a signed blob.
+    State: the river wrapper's parameters and its Rust helper's own serialization, which
+    only river's deserializer reads (no code runs); a state written by another river
+    version is refused, as its helper's byte layout may differ.
 
     >>> detector = Adwin(delta=0.002)
     >>> stream = [0.3] * 500 + [0.6] * 200
@@ -95,6 +102,48 @@ class Adwin:
     def estimation(self) -> float:
         """ADWIN's mean estimate over its current window."""
         return float(self._adwin.estimation)
+
+    def to_state(self) -> PlainState:
+        adwin = self._adwin
+        return {
+            "river_version": river.__version__,
+            "delta": float(adwin.delta),
+            "clock": int(adwin.clock),
+            "max_buckets": int(adwin.max_buckets),
+            "min_window_length": int(adwin.min_window_length),
+            "grace_period": int(adwin.grace_period),
+            "drift_detected": bool(adwin.drift_detected),
+            "mean_before": float(self._mean_before),
+            # The Rust helper's state as river pickles it (`__getstate__`): plain bytes.
+            "windowing": np.frombuffer(adwin._helper.__getstate__(), dtype=np.uint8),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> Self:
+        written_by = fields.text("river_version")
+        if written_by != river.__version__:
+            raise MalformedState(
+                f"adwin written by river {written_by}, this is {river.__version__}"
+            )
+        adwin = ADWIN(
+            delta=fields.number("delta"),
+            clock=fields.integer("clock", low=1),
+            max_buckets=fields.integer("max_buckets", low=1),
+            min_window_length=fields.integer("min_window_length", low=1),
+            grace_period=fields.integer("grace_period", low=0),
+        )
+        windowing = fields.octets("windowing", _MAX_WINDOWING_BYTES)
+        try:
+            adwin._helper.__setstate__(windowing)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # a Rust panic is a BaseException
+            raise MalformedState(f"adwin window does not load: {error}") from None
+        adwin._drift_detected = fields.boolean("drift_detected")
+        detector = cls.__new__(cls)  # not `cls(delta)`: that builds a river ADWIN to discard
+        detector._adwin = adwin
+        detector._mean_before = fields.number("mean_before")
+        return detector
 
     @staticmethod
     def clean_alarms(errors: np.ndarray, parameters: DetectorParameters) -> int:

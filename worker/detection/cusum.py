@@ -15,6 +15,7 @@ import numpy as np
 
 from framedrift.worker.detection.episode import EpisodeCounts
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.plain_state import PlainState, StateFields
 from framedrift.worker.detection.protocol import Direction
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.scores import ScoredImage
@@ -74,6 +75,29 @@ class Cusum:
     def direction(self) -> Direction | None:
         """Which sum is larger: 'up' (scores run high) or 'down'."""
         return "down" if self.lower > self.upper else "up"
+
+    def to_state(self) -> PlainState:
+        return {
+            "slack": float(self.slack),
+            "threshold": float(self.threshold),
+            "two_sided": bool(self.two_sided),
+            "upper": float(self.upper),
+            "lower": float(self.lower),
+            "in_drift": bool(self.in_drift),
+            "fired": bool(self.fired),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> Self:
+        return cls(
+            slack=fields.number("slack"),
+            threshold=fields.number("threshold"),
+            two_sided=fields.boolean("two_sided"),
+            upper=fields.number("upper"),
+            lower=fields.number("lower"),
+            in_drift=fields.boolean("in_drift"),
+            fired=fields.boolean("fired"),
+        )
 
 
 @dataclass(kw_only=True)

@@ -10,9 +10,11 @@ have raised, and `upcrossing_episodes` builds it for the windowed tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 
+from framedrift.worker.detection.plain_state import PlainState, StateFields
 from framedrift.worker.detection.protocol import Direction
 
 
@@ -39,6 +41,13 @@ class EpisodeLatch:
     def quiet(self) -> None:
         """No test this update: nothing fires."""
         self.fired = False
+
+    def to_state(self) -> PlainState:
+        return {"in_drift": bool(self.in_drift), "fired": bool(self.fired)}
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> EpisodeLatch:
+        return cls(in_drift=fields.boolean("in_drift"), fired=fields.boolean("fired"))
 
 
 @dataclass(kw_only=True)
@@ -76,6 +85,30 @@ class WindowedTest:
     def direction(self) -> Direction | None:
         """Unknown to a test of shape or mix: the alert reads it from the window's mean."""
         return None
+
+    def to_state(self) -> PlainState:
+        return {
+            "threshold": float(self.threshold),
+            "stride": int(self.stride),
+            "events_since_test": int(self.events_since_test),
+            "statistic": float(self.statistic),
+            "episode": self.episode.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> Self:
+        return cls(**cls._windowed_test_fields(fields))
+
+    @staticmethod
+    def _windowed_test_fields(fields: StateFields) -> dict[str, Any]:
+        """The constructor arguments `WindowedTest` itself stores, read from `fields`."""
+        return {
+            "threshold": fields.number("threshold"),
+            "stride": fields.integer("stride", low=1),
+            "events_since_test": fields.integer("events_since_test", low=0),
+            "statistic": fields.number("statistic"),
+            "episode": EpisodeLatch.from_state(fields.part("episode")),
+        }
 
 
 class EpisodeCounts:

@@ -10,6 +10,7 @@ import numpy as np
 
 from framedrift.worker.detection.episode import EpisodeCounts, WindowedTest, upcrossing_episodes
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.scores import ScoredImage
 from framedrift.worker.detection.window import EventWindow
@@ -85,6 +86,39 @@ class LatentMix(WindowedTest):
         if self._test_due(self.size == self.latent_window):
             self._judge(float(chi_square(self.counts, reference.prototype_shares)))
         return self
+
+    def to_state(self) -> PlainState:
+        return super().to_state() | {
+            "latent_window": int(self.latent_window),
+            "prototypes": int(self.prototypes),
+            "size": int(self.size),
+            "next_slot": int(self.next_slot),
+            "ring": self.ring,
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> Self:
+        latent_window = fields.integer("latent_window", low=1)
+        prototypes = fields.integer("prototypes", low=1)
+        size = fields.integer("size", low=0, high=latent_window)
+        ring = fields.array("ring", np.int16, (latent_window,))
+        counts = fields.array("counts", np.int64, (prototypes,))
+        # `update` indexes `counts` with the ring's prototypes: out of range, it would raise
+        # on every batch of the source instead of once here.
+        if ring.size and (ring.min() < 0 or ring.max() >= prototypes):
+            raise MalformedState(f"latent_mix ring holds prototypes outside 0..{prototypes - 1}")
+        if counts.min() < 0 or int(counts.sum()) != size:
+            raise MalformedState(f"latent_mix counts {counts.tolist()} do not add up to {size}")
+        return cls(
+            **cls._windowed_test_fields(fields),
+            latent_window=latent_window,
+            prototypes=prototypes,
+            size=size,
+            next_slot=fields.integer("next_slot", low=0, high=latent_window - 1),
+            ring=ring,
+            counts=counts,
+        )
 
     @classmethod
     def clean_episodes(

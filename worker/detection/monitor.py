@@ -8,9 +8,10 @@ from functools import cached_property
 
 from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.protocol import Detector, Direction
 from framedrift.worker.detection.reference import ReferenceProfile
-from framedrift.worker.detection.registry import DETECTORS
+from framedrift.worker.detection.registry import DETECTOR_NAMES, DETECTORS
 from framedrift.worker.detection.running_stats import RunningStats
 from framedrift.worker.detection.scores import ImageScores, ScoredImage
 from framedrift.worker.detection.window import EventWindow
@@ -118,6 +119,35 @@ class SourceState:
                 detector.name: detector.build(parameters, thresholds, config.reference)
                 for detector in DETECTORS
             },
+        )
+
+    def to_state(self) -> PlainState:
+        """The whole state as plain values (`plain_state.py`), for the state codec."""
+        return {
+            "config_fingerprint": self.config_fingerprint,
+            "stats": self.stats.to_state(),
+            "window": self.window.to_state(),
+            "detectors": {name: detector.to_state() for name, detector in self.detectors.items()},
+            "outliers": int(self.outliers),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> SourceState:
+        """The state `to_state` described; a `MalformedState` where anything is off."""
+        detector_states = fields.part("detectors")
+        if tuple(detector_states.names()) != DETECTOR_NAMES:
+            raise MalformedState(
+                f"detectors {detector_states.names()}, this code runs {list(DETECTOR_NAMES)}"
+            )
+        return cls(
+            config_fingerprint=fields.text("config_fingerprint"),
+            stats=RunningStats.from_state(fields.part("stats")),
+            window=EventWindow.from_state(fields.part("window")),
+            detectors={
+                detector.name: detector.from_state(detector_states.part(detector.name))
+                for detector in DETECTORS
+            },
+            outliers=fields.integer("outliers", low=0),
         )
 
 

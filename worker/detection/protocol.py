@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from framedrift.worker.detection.episode import EpisodeCounts
     from framedrift.worker.detection.parameters import DetectorParameters
+    from framedrift.worker.detection.plain_state import PlainState, StateFields
     from framedrift.worker.detection.reference import ReferenceProfile
     from framedrift.worker.detection.scores import ScoredImage
     from framedrift.worker.detection.window import EventWindow
@@ -25,8 +26,9 @@ Direction = Literal["up", "down"]
 class Detector(Protocol):
     """One change detector on one source, fed one image at a time.
 
-    Its attributes are its whole state: the state store pickles it as it is, so it keeps
-    nothing of the reference (that comes with every update) and little else.
+    Its attributes are its whole state, which `to_state` exports as plain values and
+    `from_state` rebuilds; it keeps nothing of the reference (that comes with every
+    update) and little else.
     """
 
     name: ClassVar[str]  # how alerts, thresholds and the evaluation call it
@@ -44,6 +46,15 @@ class Detector(Protocol):
 
     def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
         """Takes the source's next image; `window` already holds it."""
+        ...
+
+    def to_state(self) -> PlainState:
+        """Its state as plain values (`plain_state.py`): what the state store keeps."""
+        ...
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> Self:
+        """The detector `to_state` described, or a `MalformedState` saying what is off."""
         ...
 
     @property

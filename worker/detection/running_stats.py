@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from framedrift.worker.detection.plain_state import PlainState, StateFields
+
 
 @dataclass
 class RunningStats:
@@ -36,3 +38,18 @@ class RunningStats:
     @property
     def std(self) -> float:
         return math.sqrt(self.variance)
+
+    def to_state(self) -> PlainState:
+        return {
+            "count": int(self.count),
+            "mean": float(self.mean),
+            "sum_squared_deviations": float(self.sum_squared_deviations),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> RunningStats:
+        return cls(
+            count=fields.integer("count", low=0),
+            mean=fields.number("mean"),
+            sum_squared_deviations=fields.number("sum_squared_deviations"),
+        )

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.scores import SIGNALS
+
+
+def signal_dtype(signal: str) -> type[np.floating]:
+    """Errors in full precision: the KS test ranks them against the baseline."""
+    return np.float64 if signal == "error" else np.float32
 
 
 @dataclass
@@ -35,10 +41,8 @@ class EventWindow:
 
     def __post_init__(self) -> None:
         if not self.signal_rings:
-            # Errors in full precision: the KS test ranks them against the baseline.
             self.signal_rings = {
-                name: np.zeros(self.capacity, np.float64 if name == "error" else np.float32)
-                for name in SIGNALS
+                name: np.zeros(self.capacity, signal_dtype(name)) for name in SIGNALS
             }
             self.offset_ring = np.zeros(self.capacity, dtype=np.int64)
             self.partition_ring = np.zeros(self.capacity, dtype=np.int32)
@@ -80,3 +84,34 @@ class EventWindow:
     def mean(self, signal: str) -> float:
         """A signal's mean over the window (any order will do for a mean)."""
         return float(self.signal_rings[signal][: self.size].mean())
+
+    def to_state(self) -> PlainState:
+        return {
+            "capacity": int(self.capacity),
+            "size": int(self.size),
+            "next_slot": int(self.next_slot),
+            "signal_rings": dict(self.signal_rings),
+            "offset_ring": self.offset_ring,
+            "partition_ring": self.partition_ring,
+            "timestamp_ring": self.timestamp_ring,
+            "event_ids": list(self.event_ids),
+        }
+
+    @classmethod
+    def from_state(cls, fields: StateFields) -> EventWindow:
+        capacity = fields.integer("capacity", low=1)
+        rings = fields.part("signal_rings")
+        if rings.names() != list(SIGNALS):
+            raise MalformedState(f"window signals {rings.names()}, this code has {list(SIGNALS)}")
+        return cls(
+            capacity=capacity,
+            size=fields.integer("size", low=0, high=capacity),
+            next_slot=fields.integer("next_slot", low=0, high=capacity - 1),
+            signal_rings={
+                name: rings.array(name, signal_dtype(name), (capacity,)) for name in SIGNALS
+            },
+            offset_ring=fields.array("offset_ring", np.int64, (capacity,)),
+            partition_ring=fields.array("partition_ring", np.int32, (capacity,)),
+            timestamp_ring=fields.array("timestamp_ring", np.float64, (capacity,)),
+            event_ids=fields.texts("event_ids", capacity),
+        )

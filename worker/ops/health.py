@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,13 +20,15 @@ from framedrift.worker.ops.metrics import REGISTRY
 
 @dataclass
 class Readiness:
-    """What the worker loop last saw: ready when Kafka polled lately, Redis answered and
-    partitions are owned."""
+    """What the worker loop last saw: ready when Kafka polled lately, Redis answered,
+    partitions are owned and the last state write was not refused."""
 
     poll_stale_after_s: float
     last_poll: float = 0.0  # monotonic time of the last successful poll
     redis_ok: bool = False
     partitions: int = 0
+    # partition -> why its last state write was refused, until a write succeeds again
+    refused: dict[int, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def polled(self) -> None:
@@ -40,6 +43,15 @@ class Readiness:
         with self._lock:
             self.partitions = count
 
+    def set_refused(self, partition: int, reason: str) -> None:
+        with self._lock:
+            self.refused[partition] = reason
+
+    def clear_refused(self, partitions: Iterable[int]) -> None:
+        with self._lock:
+            for partition in partitions:
+                self.refused.pop(partition, None)
+
     def problems(self) -> list[str]:
         with self._lock:
             found = []
@@ -49,6 +61,8 @@ class Readiness:
                 found.append("redis: last operation failed or none yet")
             if self.partitions == 0:
                 found.append("no partitions assigned")
+            for partition, reason in sorted(self.refused.items()):
+                found.append(f"partition {partition}: state write refused ({reason})")
             return found
 
 

@@ -62,13 +62,39 @@ KAFKA_ERRORS = Counter(
 )
 STATE_RESETS = Counter(
     "framedrift_state_resets_total",
-    "Stored detector states that could not be used, so their source restarted clean, by "
-    "reason (the `reason` of the codec's UnusableState: signature, codec_version, unloadable).",
+    "Sources whose detectors restarted clean, by reason: the `reason` of the codec's "
+    "UnusableState (signature, codec_version, unloadable), or lost (the store lost the "
+    "state of the source's partition).",
     ["reason"],
     registry=REGISTRY,
 )
 FENCED_WRITES = Counter(
     "framedrift_fenced_writes_total",
-    "Checkpoints refused because another worker owns the partition.",
+    "Checkpoints refused because the partition's generation is not this worker's (another "
+    "worker claimed it, or the store lost it).",
+    registry=REGISTRY,
+)
+APPLIED_OFFSET_MOVED = Counter(
+    "framedrift_applied_offset_moved_total",
+    "Checkpoints refused because the stored applied offset is not the one this worker "
+    "expected (the store went back in time); the partition was re-claimed and re-read.",
+    registry=REGISTRY,
+)
+SOURCE_PARTITION_CONFLICTS = Counter(
+    "framedrift_source_partition_conflicts_total",
+    "Checkpoints refused because a source's state would be written from a partition other "
+    "than its recorded home (its records from there are dead-lettered on the re-read).",
+    registry=REGISTRY,
+)
+STATE_LOST = Counter(
+    "framedrift_state_lost_partitions_total",
+    "Partitions claimed with offsets committed in Kafka but no applied offset in the store: "
+    "their state was lost; the worker went on from the committed offset.",
+    registry=REGISTRY,
+)
+APPLIED_OFFSET_RESETS = Counter(
+    "framedrift_applied_offset_resets_total",
+    "Stored applied offsets found beyond the end of the partition's log (topic recreated "
+    "or truncated) and dropped at claim.",
     registry=REGISTRY,
 )

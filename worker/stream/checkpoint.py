@@ -7,6 +7,7 @@ offset applied to it; together the effect on detector state is exactly once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -24,9 +25,22 @@ from framedrift.worker.ops.health import Readiness
 from framedrift.worker.ops.settings import Settings
 from framedrift.worker.stream.backoff import Backoff
 from framedrift.worker.stream.pipeline import BatchOutcome
-from framedrift.worker.stream.state_store import PartitionClaim, StateStore, StoreUnavailable
+from framedrift.worker.stream.state_store import (
+    AppliedAdvance,
+    PartitionClaim,
+    StateStore,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger(__name__)
+
+# A fixed namespace makes dead-letter ids stable across workers and restarts.
+_DEAD_LETTER_ID_NAMESPACE = uuid.UUID("c3e1a9b2-5d47-4f0e-8a6b-1f2d3c4b5a69")
+
+
+def dead_letter_id(topic: str, partition: int, offset: int) -> str:
+    """The same input record always gives the same id, so a re-sent copy can be dropped."""
+    return str(uuid.uuid5(_DEAD_LETTER_ID_NAMESPACE, f"{topic}\0{partition}\0{offset}"))
 
 
 class CheckpointError(RuntimeError):
@@ -95,15 +109,18 @@ class Checkpointer:
                 acknowledged every one. A crash after this step re-sends them on replay,
                 with the same alert ids, so subscribers can drop the copies.
         Step 2. Write the batch's source states and each partition's applied offset to
-                Redis in one atomic script, guarded by the partition's generation so a
-                worker that lost the partition cannot overwrite its new owner's state.
-                From here the batch has counted, once.
+                Redis in one atomic script, guarded by the partition's generation (a
+                worker that lost the partition cannot overwrite its new owner's state),
+                by the applied offset this worker expects there (a Redis that went back
+                in time is noticed, not written over) and by each source's home
+                partition. From here the batch has counted, once.
         Step 3. Commit the next offsets to Kafka. A crash before this step replays the
                 batch from the last commit, and step 2's applied offsets turn the replay
                 into a no-op.
 
         Raises AlertPublishFailed (step 1: nothing saved, nothing committed),
-        PartitionFenced (step 2: nothing saved, nothing committed), CheckpointError (step 2:
+        PartitionFenced, AppliedOffsetMoved or SourcePartitionConflict (step 2: nothing
+        saved, nothing committed), CheckpointError (step 2:
         the store stayed unreachable until shutdown) or OffsetCommitFailed (step 3: the
         state is saved, the commit is not).
         """
@@ -116,7 +133,9 @@ class Checkpointer:
 
         # Step 2. State and applied offsets in one guarded transaction.
         applied = {
-            partition: (claims[partition].generation, offset)
+            partition: AppliedAdvance(
+                claims[partition].generation, claims[partition].applied_offset, offset
+            )
             for partition, offset in outcome.last_offsets.items()
         }
         self._save_with_retry(topic, applied, outcome)
@@ -149,6 +168,7 @@ class Checkpointer:
             record = dead.record
             headers = as_kafka_headers(
                 DeadLetterHeaders(
+                    dlq_id=dead_letter_id(record.topic, record.partition, record.offset),
                     dlq_error_class=type(dead.error).__name__,
                     dlq_error_message=str(dead.error)[:1024],
                     dlq_source_topic=record.topic,
@@ -175,13 +195,13 @@ class Checkpointer:
                 ) from error
 
     def _save_with_retry(
-        self, topic: str, applied: dict[int, tuple[int, int]], outcome: BatchOutcome
+        self, topic: str, applied: dict[int, AppliedAdvance], outcome: BatchOutcome
     ) -> None:
         """Step 2, retried with capped exponential backoff while Redis is unreachable."""
         backoff = Backoff(self.settings.retry_backoff_max_s)
         while True:
             try:
-                self.store.save(topic, applied, outcome.states)
+                self.store.save(topic, applied, outcome.states, outcome.source_partitions)
                 self.readiness.set_redis(True)
                 return
             except StoreUnavailable as error:

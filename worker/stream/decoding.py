@@ -58,6 +58,15 @@ class UnexpectedDecodingError(InvalidEvent):
     """Decoding failed in a way no check foresaw: a bug to report, not a reason to stop."""
 
 
+class InvalidSourceId(MalformedEvent):
+    """The source id is not 1 to 256 visible ASCII characters (`schemas.events.SourceId`)."""
+
+
+class MissingSourceKey(InvalidEvent):
+    """The record has no Kafka key: the producer's partitioner would spread its source over
+    partitions, and two workers would each update that source's state."""
+
+
 class SourceKeyMismatch(InvalidEvent):
     """The Kafka key is not the event's source id, so the source could straddle partitions."""
 
@@ -76,10 +85,17 @@ class DecodedEvent:
     image: np.ndarray  # (H, W) or (H, W, C); uint8, or float32 in [0, 1]
 
 
-def _validation_message(error: ValidationError) -> str:
-    first = error.errors()[0]
+def _refusal(error: ValidationError, prefix: str = "") -> InvalidEvent:
+    """The dead-letter reason for an event its schema refused."""
+    problems = error.errors()
+    if any(problem["loc"] == ("source_id",) for problem in problems):
+        return InvalidSourceId(
+            f"{prefix}source_id must be 1 to 256 visible ASCII characters (0x21-0x7E), "
+            "without spaces or control characters"
+        )
+    first = problems[0]
     where = ".".join(str(part) for part in first["loc"]) or "event"
-    return f"{where}: {first['msg']} ({error.error_count()} problem(s))"
+    return MalformedEvent(f"{prefix}{where}: {first['msg']} ({error.error_count()} problem(s))")
 
 
 def decode_record(
@@ -90,10 +106,17 @@ def decode_record(
 ) -> DecodedEvent:
     """A record of the input topic -> its event, or an InvalidEvent saying why not.
 
-    A missing key is accepted; a key that is not the source id is not.
+    The Kafka key must be the event's source id: a keyless record is refused before its
+    value is read, as kafka-python's partitioner would send its source's records to
+    any partition.
     """
+    if not key:
+        raise MissingSourceKey(
+            "record has no Kafka key; key each event by its source id so that each source "
+            "stays on one partition"
+        )
     event = _decode_value(value, headers, limits)
-    if key is not None and key != event.source_id.encode():
+    if key != event.source_id.encode():
         raise SourceKeyMismatch(
             f"Kafka key {key[:64]!r} is not the source id {event.source_id!r}; "
             "key events by source so each source stays on one partition"
@@ -130,7 +153,7 @@ def _decode_json(value: bytes, limits: DecodingLimits) -> DecodedEvent:
     try:
         event = ImageEvent.model_validate(document)
     except ValidationError as error:
-        raise MalformedEvent(_validation_message(error)) from None
+        raise _refusal(error) from None
     try:
         image_bytes = base64.b64decode(event.image.data, validate=True)
     except (binascii.Error, ValueError) as error:
@@ -160,7 +183,7 @@ def _decode_binary(
         # The image bytes are the record value; the payload model checks shape and dtype.
         payload = ImagePayload(encoding=headers.encoding, data="", shape=shape, dtype=headers.dtype)
     except ValidationError as error:
-        raise MalformedEvent("headers: " + _validation_message(error)) from None
+        raise _refusal(error, "headers: ") from None
     image = decode_image(value, payload, limits)
     return DecodedEvent(headers.event_id, headers.source_id, headers.timestamp, image)
 

@@ -1,9 +1,10 @@
 """A `StateStore` in one process's memory, with the Redis store's contract, for unit tests.
 
-Same semantics as `RedisStateStore`: claims bump a per-partition generation, a save
-whose generation moved on raises `PartitionFenced` and writes nothing, and states go
-through the same signed codec, so a stored state is a copy and an unusable blob resets
-its source exactly as it would from Redis.
+Same semantics as `RedisStateStore`: claims bump a per-partition generation; a save
+whose generation moved on, whose expected applied offset is not the stored one, or that
+would move a source to another partition raises and writes nothing; states go through
+the same signed codec, so a stored state is a copy and an unusable blob resets its
+source exactly as it would from Redis.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import (
+    AppliedAdvance,
+    AppliedOffsetMoved,
     LoadedStates,
     PartitionClaim,
     PartitionFenced,
+    SourcePartitionConflict,
     decode_stored_states,
+    partition_label,
 )
 
 
@@ -24,9 +29,9 @@ class InMemoryStateStore:
     >>> store = InMemoryStateStore(StateCodec(b"k" * 32))
     >>> stale = store.claim_partitions("images", [0])[0]
     >>> fresh = store.claim_partitions("images", [0])[0]  # another worker took it over
-    >>> store.save("images", {0: (fresh.generation, 9)}, {})
+    >>> store.save("images", {0: AppliedAdvance(fresh.generation, None, 9)}, {}, {})
     >>> try:
-    ...     store.save("images", {0: (stale.generation, 4)}, {})
+    ...     store.save("images", {0: AppliedAdvance(stale.generation, None, 4)}, {}, {})
     ... except PartitionFenced as fenced:
     ...     print(fenced)
     images[0] now has generation 2; this worker no longer owns it
@@ -37,6 +42,7 @@ class InMemoryStateStore:
     def __init__(self, codec: StateCodec) -> None:
         self.codec = codec
         self.blobs: dict[str, bytes] = {}  # source key -> signed state blob
+        self.homes: dict[str, str] = {}  # source id -> its home (`partition_label`)
         self.generations: dict[tuple[str, int], int] = {}  # (topic, partition) -> generation
         self.applied: dict[tuple[str, int], int] = {}  # (topic, partition) -> applied offset
 
@@ -54,20 +60,44 @@ class InMemoryStateStore:
     def load_sources(self, source_ids: list[str]) -> LoadedStates:
         keys = [self.source_key(source_id) for source_id in source_ids]
         stored = [self.blobs.get(key) for key in keys]
-        return decode_stored_states(self.codec, zip(source_ids, keys, stored, strict=True))
+        loaded = decode_stored_states(self.codec, zip(source_ids, keys, stored, strict=True))
+        loaded.homes.update((s, self.homes[s]) for s in source_ids if s in self.homes)
+        return loaded
 
     def save(
-        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+        self,
+        topic: str,
+        applied: dict[int, AppliedAdvance],
+        states: dict[str, SourceState],
+        source_partitions: dict[str, int],
     ) -> None:
-        for partition, (generation, _) in sorted(applied.items()):
+        for partition, advance in sorted(applied.items()):
             current = self.generations.get((topic, partition))
-            if current != generation:
+            if current != advance.generation:
                 raise PartitionFenced(topic, partition, "" if current is None else str(current))
-        for partition, (_, offset) in applied.items():
-            self.applied[topic, partition] = offset
+        for partition, advance in sorted(applied.items()):
+            stored = self.applied.get((topic, partition))
+            if stored != advance.expected:
+                raise AppliedOffsetMoved(
+                    topic, partition, advance.expected, "" if stored is None else str(stored)
+                )
+        for source_id in states:
+            home = self.homes.get(source_id)
+            attempted = partition_label(topic, source_partitions[source_id])
+            if home is not None and home != attempted:
+                raise SourcePartitionConflict(source_id, home, attempted)
+        for partition, advance in applied.items():
+            self.applied[topic, partition] = advance.offset
         for source_id, state in states.items():
             key = self.source_key(source_id)
+            self.homes[source_id] = partition_label(topic, source_partitions[source_id])
             self.blobs[key] = self.codec.encode(state, key)
+
+    def forget_applied(self, topic: str, partition: int, generation: int) -> bool:
+        if self.generations.get((topic, partition)) != generation:
+            return False
+        self.applied.pop((topic, partition), None)
+        return True
 
     def applied_offsets(self, topic: str) -> dict[int, int]:
         return {

@@ -32,9 +32,15 @@ from framedrift.worker.stream.decoding import (
     UnexpectedDecodingError,
     decode_record,
 )
-from framedrift.worker.stream.state_store import StateStore
+from framedrift.worker.stream.state_store import StateStore, partition_label
 
 log = structlog.get_logger(__name__)
+
+
+class SourceOnAnotherPartition(InvalidEvent):
+    """The record's source lives on another partition (its recorded home): two owners of
+    one source would overwrite each other's state, so records from elsewhere are refused.
+    Causes: a producer with another partitioner, a grown partition count, two topics."""
 
 
 class ImageScorer(Protocol):
@@ -67,6 +73,8 @@ class BatchOutcome:
     skipped_replays: int = 0
     # source id -> why its stored state could not be used (it restarted clean)
     state_resets: dict[str, str] = field(default_factory=dict)
+    # source id -> the partition its state is written from (its home)
+    source_partitions: dict[str, int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -87,12 +95,18 @@ class BatchProcessor:
         self.model_version = model_version
 
     def process(
-        self, records: list[ConsumerRecord], applied_offsets: dict[int, int | None]
+        self,
+        records: list[ConsumerRecord],
+        applied_offsets: dict[int, int | None],
+        lost_partitions: frozenset[int] = frozenset(),
     ) -> BatchOutcome:
         """Records of the input topic, in partition order -> what to publish and persist.
 
         `applied_offsets` maps partition -> the last offset whose effect is already in
         Redis; records at or below it were counted before a crash and are skipped.
+        `lost_partitions` are those whose state the store lost (see `DriftWorker.claim`):
+        a source of theirs without stored state is reported as a reset (reason "lost").
+        A source's records from a partition other than its home are dead-lettered.
         """
         outcome = BatchOutcome()
         decoded: list[tuple[ConsumerRecord, DecodedEvent]] = []
@@ -136,7 +150,41 @@ class BatchProcessor:
         outcome.state_resets = loaded.resets
 
         for source_id, indices in by_source.items():
+            first_record = decoded[indices[0]][0]
+            home = loaded.homes.get(source_id) or partition_label(
+                first_record.topic, first_record.partition
+            )
+            at_home = []
+            for index in indices:
+                record = decoded[index][0]
+                if partition_label(record.topic, record.partition) == home:
+                    at_home.append(index)
+                else:
+                    error = SourceOnAnotherPartition(
+                        f"source {source_id!r} lives on {home}, this record is on "
+                        f"{partition_label(record.topic, record.partition)}"
+                    )
+                    outcome.dead_letters.append(DeadLetter(record, error))
+            if not at_home:
+                continue
+            indices = at_home
+            home_partition = decoded[indices[0]][0].partition
+            outcome.source_partitions[source_id] = home_partition
             state = loaded.states.get(source_id)
+            if (
+                state is None
+                and source_id not in loaded.homes
+                and home_partition in lost_partitions
+            ):
+                outcome.state_resets[source_id] = "lost"
+                log.warning(
+                    "state_reset",
+                    source_id=source_id,
+                    reason="lost",
+                    partition=home_partition,
+                    action="the store lost this partition's state; restarting from the "
+                    "committed offset",
+                )
             if state is None or state.config_fingerprint != self.config.fingerprint:
                 if state is not None:
                     log.warning(

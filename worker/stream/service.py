@@ -20,6 +20,7 @@ import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 
 from framedrift.worker.ops import metrics
 from framedrift.worker.ops.health import Readiness, serve_health
@@ -29,8 +30,10 @@ from framedrift.worker.stream.checkpoint import Checkpointer, CheckpointError, O
 from framedrift.worker.stream.kafka_clients import BrokersUnavailable, KafkaClients
 from framedrift.worker.stream.pipeline import BatchOutcome, BatchProcessor
 from framedrift.worker.stream.state_store import (
+    AppliedOffsetMoved,
     PartitionClaim,
     PartitionFenced,
+    SourcePartitionConflict,
     StateStore,
     StoreUnavailable,
 )
@@ -63,6 +66,8 @@ class _Rebalance(ConsumerRebalanceListener):
         # Every batch is checkpointed before the next poll, so nothing is pending here.
         for tp in revoked:
             self.worker.claims.pop(tp.partition, None)
+            self.worker.lost_partitions.discard(tp.partition)
+        self.worker.readiness.clear_refused(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
@@ -96,6 +101,10 @@ class DriftWorker:
         self.connect_kafka = connect_kafka
         # partition -> this worker's claim on it (generation, last applied offset)
         self.claims: dict[int, PartitionClaim] = {}
+        # partitions claimed with an offset committed in Kafka but no state in the store
+        self.lost_partitions: set[int] = set()
+        # partitions claimed but not yet checked against Kafka (`_verify_claims`)
+        self.unverified: set[int] = set()
         self.readiness = Readiness(
             poll_stale_after_s=max(10.0, 3 * settings.poll_timeout_ms / 1000)
         )
@@ -107,15 +116,23 @@ class DriftWorker:
     def stop(self, *_: object) -> None:
         self._stopping = True
 
-    def claim(self, assigned: set[TopicPartition]) -> None:
-        """Take ownership of newly assigned partitions and resume after their applied offset."""
+    def claim(self, assigned: set[TopicPartition]) -> set[int]:
+        """Take ownership of newly assigned partitions and resume after their applied offset.
+
+        Returns the partitions it moved the consumer on. Runs inside the rebalance callback
+        too, where no blocking Kafka call is allowed: the checks against the log's end and
+        the committed offsets wait for `_verify_claims`, before the next batch.
+        """
         topic = self.settings.input_topic
         partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+        positioned = set()
         for partition, claim in self.store.claim_partitions(topic, partitions).items():
             self.claims[partition] = claim
+            self.unverified.add(partition)
             if claim.applied_offset is not None and self.consumer is not None:
                 # Redis is ahead of Kafka's commit after a crash between steps 2 and 3.
                 self.consumer.seek(TopicPartition(topic, partition), claim.applied_offset + 1)
+                positioned.add(partition)
         self.readiness.set_redis(True)
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
@@ -124,6 +141,69 @@ class DriftWorker:
             partitions=partitions,
             applied_offsets={p: self.claims[p].applied_offset for p in partitions},
         )
+        return positioned
+
+    def _verify_claims(self) -> set[int]:
+        """Check new claims against Kafka; returns the partitions it moved the consumer on.
+
+        - An applied offset at or beyond the log's end: the topic was recreated or
+          truncated, and every new record would be skipped as a replay. The offset is
+          dropped, loudly, and reading goes on from the committed offset, or from the
+          log's start where the commit lies beyond the end too.
+        - No applied offset while Kafka holds a committed one: the store lost the
+          partition's state (flush, eviction, failover). Said loudly; reading goes on from
+          the committed offset, and the partition's sources are reported as reset.
+        """
+        assert self.consumer is not None
+        topic = self.settings.input_topic
+        claims = {p: self.claims[p] for p in self.unverified if p in self.claims}
+        if not claims:
+            self.unverified.clear()
+            return set()
+        partitions = {partition: TopicPartition(topic, partition) for partition in claims}
+        log_ends = self.consumer.end_offsets(list(partitions.values()))
+        positioned = set()
+        for partition, claim in claims.items():
+            tp = partitions[partition]
+            log_end = log_ends.get(tp)
+            if claim.applied_offset is not None:
+                if log_end is None or claim.applied_offset < log_end:
+                    continue
+                committed = self.consumer.committed(tp)
+                self.store.forget_applied(topic, partition, claim.generation)
+                self.claims[partition] = PartitionClaim(claim.generation, None)
+                metrics.APPLIED_OFFSET_RESETS.inc()
+                log.error(
+                    "applied_offset_beyond_log_end",
+                    partition=partition,
+                    applied_offset=claim.applied_offset,
+                    log_end=log_end,
+                    committed_offset=committed,
+                    action="the topic was recreated or truncated: dropping the applied "
+                    "offset, reading on from the committed offset or the log's start",
+                )
+                if committed is not None and committed <= log_end:
+                    self.consumer.seek(tp, committed)
+                else:
+                    self.consumer.seek_to_beginning(tp)
+            else:
+                committed = self.consumer.committed(tp)
+                if not committed:
+                    continue  # nothing of this partition was ever checkpointed
+                self.lost_partitions.add(partition)
+                metrics.STATE_LOST.inc()
+                log.error(
+                    "state_lost",
+                    partition=partition,
+                    committed_offset=committed,
+                    action="the store holds no state for a partition Kafka has offsets "
+                    "committed for: its sources restart clean from the committed offset",
+                    hint="expected once after a change of model version or state prefix",
+                )
+                self.consumer.seek(tp, committed)
+            positioned.add(partition)
+        self.unverified.clear()
+        return positioned
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
@@ -184,6 +264,8 @@ class DriftWorker:
                 )
                 self.readiness.polled()
                 records = [record for batch in polled.values() for record in batch]
+                if self.unverified:
+                    records = self._verify_or_discard(records)
                 if records:
                     self._handle(records, checkpointer, window)
                 if time.monotonic() - window.started >= self.settings.stats_interval_s:
@@ -200,18 +282,23 @@ class DriftWorker:
         self, records: list[ConsumerRecord], checkpointer: Checkpointer, window: Throughput
     ) -> None:
         unclaimed = {record.partition for record in records} - self.claims.keys()
-        if unclaimed:  # the assignment callback could not reach Redis
+        if unclaimed:  # the assignment callback could not reach Redis, or a write was refused
             try:
-                self.claim({TopicPartition(self.settings.input_topic, p) for p in unclaimed})
+                positioned = self.claim(
+                    {TopicPartition(self.settings.input_topic, p) for p in unclaimed}
+                )
+                positioned |= self._verify_claims()
             except StoreUnavailable as error:
                 self._redis_down("claim", error, records)
                 return
-            self._rewind(records)  # claiming may have moved the position past applied offsets
+            # Read the batch again: where claiming positioned a partition, from there.
+            self._rewind(records, keep=positioned)
             return
         try:
             applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
+            lost = frozenset(self.lost_partitions)
             with metrics.BATCH_SECONDS.time():
-                outcome = self.processor.process(records, applied)
+                outcome = self.processor.process(records, applied, lost)
         except StoreUnavailable as error:
             self._redis_down("load_state", error, records)
             return
@@ -221,10 +308,46 @@ class DriftWorker:
             with metrics.CHECKPOINT_SECONDS.time():
                 checkpointer.checkpoint(outcome, self.claims)
         except PartitionFenced as error:
-            # Another worker owns it now. Rewind so that, if the group hands it back, the
-            # batch is read again rather than silently skipped.
+            # Another worker claimed the partition, or the store lost its generation. Give
+            # up the claim and read the batch again after a pause: if the partition moved,
+            # the rebalance at the next poll takes it away; if the group still assigns it
+            # here, its next batch claims it anew (above).
             metrics.FENCED_WRITES.inc()
-            log.warning("partition_fenced", partition=error.partition, reason=str(error))
+            log.warning(
+                "partition_fenced",
+                partition=error.partition,
+                generation_lost=error.generation_lost,
+                reason=str(error),
+                retry_in_s=self.backoff.next_s,
+            )
+            self._give_up_claim(error.partition, "fenced", records)
+            self.backoff.wait()
+            return
+        except AppliedOffsetMoved as error:
+            # The store went back in time: writing on top would lose every event between
+            # its applied offset and ours. Claim anew and read on from what it holds.
+            metrics.APPLIED_OFFSET_MOVED.inc()
+            log.error(
+                "applied_offset_moved",
+                partition=error.partition,
+                expected_offset=error.expected,
+                stored_offset=error.stored,
+                action="re-claiming; reading again after the stored applied offset",
+            )
+            self._give_up_claim(error.partition, "applied offset moved", records)
+            return
+        except SourcePartitionConflict as error:
+            # Another partition wrote this source first (two owners racing). Read the
+            # batch again: it then loads the recorded home and dead-letters the strays.
+            metrics.SOURCE_PARTITION_CONFLICTS.inc()
+            log.warning(
+                "source_partition_conflict",
+                source_id=error.source_id,
+                home=error.home,
+                attempted=error.attempted,
+                action="reading the batch again; records from outside the home partition "
+                "go to the dead-letter topic",
+            )
             self._rewind(records)
             return
         except OffsetCommitFailed as error:
@@ -245,6 +368,7 @@ class DriftWorker:
             self._rewind(records)
             return
         self.backoff.reset()
+        self.readiness.clear_refused(outcome.last_offsets)
         for partition, offset in outcome.last_offsets.items():
             claim = self.claims.get(partition)
             if claim is not None:
@@ -290,14 +414,42 @@ class DriftWorker:
                 offset=dead.record.offset,
             )
 
-    def _rewind(self, records: list[ConsumerRecord]) -> None:
+    def _verify_or_discard(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """Verify new claims before their first batch; a batch read from a position the
+        check moved is read again from there (the records returned are those to process)."""
+        try:
+            positioned = self._verify_claims()
+        except StoreUnavailable as error:
+            self._redis_down("claim", error, records)
+            return []
+        except KafkaError as error:
+            metrics.KAFKA_ERRORS.labels("verify_claim").inc()
+            log.warning("claim_check_failed", error=str(error), retry_in_s=self.backoff.next_s)
+            self._rewind(records)
+            self.backoff.wait()
+            return []
+        if positioned:
+            self._rewind(records, keep=positioned)
+            return []
+        return records
+
+    def _give_up_claim(self, partition: int, reason: str, records: list[ConsumerRecord]) -> None:
+        """A state write of this partition was refused: not ready until one succeeds."""
+        self.claims.pop(partition, None)
+        self.readiness.set_refused(partition, reason)
+        self.readiness.set_partitions(len(self.claims))
+        metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
+        self._rewind(records)
+
+    def _rewind(self, records: list[ConsumerRecord], keep: set[int] | None = None) -> None:
+        """Seek each partition of the batch back to its first record, except those in `keep`."""
         assert self.consumer is not None
         first: dict[int, int] = {}
         for record in records:
             first[record.partition] = min(record.offset, first.get(record.partition, record.offset))
         assigned = {tp.partition for tp in self.consumer.assignment()}
         for partition, offset in first.items():
-            if partition in assigned:
+            if partition in assigned and partition not in (keep or set()):
                 self.consumer.seek(TopicPartition(self.settings.input_topic, partition), offset)
 
     def _log_throughput(self, window: Throughput) -> None:

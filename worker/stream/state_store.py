@@ -8,18 +8,27 @@ consumer groups never share state:
 - `...:source:{source_id}`        signed state blob of one source (`StateCodec`)
 - `...:applied:{topic}`           hash partition -> last input offset whose effect is stored
 - `...:generation:{topic}`        hash partition -> ownership generation, bumped on assignment
+- `...:source-partitions`         hash source id -> its home, `topic[partition]`, set by its
+                                  first write
 
-A worker that is assigned a partition bumps its generation and remembers the new value;
-its checkpoint writes only if the generation is still that value, checked atomically in
-a Lua script. A worker that lost the partition (rebalance, long pause) is thereby fenced
-off and cannot overwrite the new owner's state.
+A worker that is assigned a partition bumps its generation and remembers the new value
+with the applied offset it read. Its checkpoint writes, in one Lua script, only if
+1. every partition's generation is still that value (else `PartitionFenced`: another
+   worker claimed it since, or the generation was lost),
+2. every partition's applied offset is still the one this worker expects (else
+   `AppliedOffsetMoved`: Redis went back in time, e.g. a restored snapshot or a failover
+   to a lagging replica, and writing on top would skip the events in between),
+3. every source's home is the partition its events came from (else
+   `SourcePartitionConflict`: one source on two partitions would have two owners whose
+   writes overwrite each other).
+Nothing is written unless all three hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis
@@ -34,26 +43,53 @@ log = structlog.get_logger(__name__)
 # the one place that knows it. The store turns these into `StoreUnavailable`.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
-# KEYS: applied hash, generation hash, then one key per source state.
-# ARGV: n, then n triples (partition, expected generation, applied offset),
-#       then one blob per source.
+# KEYS: applied hash, generation hash, source-partitions hash, then one key per source state.
+# ARGV: n, then n quadruples (partition, expected generation, expected applied offset or '',
+#       new applied offset), then one triple (source id, home, blob) per source state key.
+# Checks everything before writing anything; the steps are those of the module docstring.
 _CHECKPOINT_SCRIPT = """
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
-  local partition = ARGV[2 + 3 * i]
-  local current = redis.call('HGET', KEYS[2], partition)
-  if current ~= ARGV[3 + 3 * i] then
-    return {'fenced', partition, current or ''}
+  local partition = ARGV[2 + 4 * i]
+  local generation = redis.call('HGET', KEYS[2], partition)
+  if generation ~= ARGV[3 + 4 * i] then
+    return {'fenced', partition, generation or ''}
   end
 end
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
+  local partition = ARGV[2 + 4 * i]
+  local applied = redis.call('HGET', KEYS[1], partition) or ''
+  if applied ~= ARGV[4 + 4 * i] then
+    return {'applied_moved', partition, applied}
+  end
 end
-local first_blob = 2 + 3 * n
-for k = 3, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[first_blob + k - 3])
+local first_source = 2 + 4 * n
+for k = 4, #KEYS do
+  local at = first_source + 3 * (k - 4)
+  local home = redis.call('HGET', KEYS[3], ARGV[at])
+  if home and home ~= ARGV[at + 1] then
+    return {'source_elsewhere', ARGV[at], home}
+  end
+end
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[1], ARGV[2 + 4 * i], ARGV[5 + 4 * i])
+end
+for k = 4, #KEYS do
+  local at = first_source + 3 * (k - 4)
+  redis.call('HSET', KEYS[3], ARGV[at], ARGV[at + 1])
+  redis.call('SET', KEYS[k], ARGV[at + 2])
 end
 return {'ok'}
+"""
+
+# KEYS: applied hash, generation hash. ARGV: partition, expected generation.
+# Forgets the partition's applied offset if the generation is still the caller's.
+_FORGET_APPLIED_SCRIPT = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -66,6 +102,38 @@ class PartitionFenced(RuntimeError):
             "this worker no longer owns it"
         )
         self.topic, self.partition = topic, partition
+        self.generation_lost = not stored_generation
+
+
+class AppliedOffsetMoved(RuntimeError):
+    """The partition's stored applied offset is not the one this worker expects: the store
+    went back in time (restored snapshot, failover to a lagging replica, eviction) or lost
+    it. Nothing was written; re-claim and go on from what is stored."""
+
+    def __init__(self, topic: str, partition: int, expected: int | None, stored: str) -> None:
+        super().__init__(
+            f"{topic}[{partition}] has applied offset {stored or 'none'} in the store, "
+            f"this worker expected {'none' if expected is None else expected}"
+        )
+        self.topic, self.partition = topic, partition
+        self.expected = expected
+        self.stored = int(stored) if stored else None
+
+
+class SourcePartitionConflict(RuntimeError):
+    """A source's state would be written from a partition other than its recorded home.
+    Nothing was written; its records from elsewhere are to be dead-lettered."""
+
+    def __init__(self, source_id: str, home: str, attempted: str) -> None:
+        super().__init__(
+            f"source {source_id!r} lives on {home}; a write from {attempted} was refused"
+        )
+        self.source_id, self.home, self.attempted = source_id, home, attempted
+
+
+def partition_label(topic: str, partition: int) -> str:
+    """How a source's home partition is recorded: `images[3]`."""
+    return f"{topic}[{partition}]"
 
 
 class StoreUnavailable(ConnectionError):
@@ -79,11 +147,23 @@ class PartitionClaim:
 
 
 @dataclass(frozen=True)
+class AppliedAdvance:
+    """One partition's part of a checkpoint: written only if the store still holds
+    `generation` and `expected` (the applied offset this worker claimed or last wrote)."""
+
+    generation: int
+    expected: int | None
+    offset: int  # the new applied offset
+
+
+@dataclass(frozen=True)
 class LoadedStates:
     states: dict[str, SourceState]  # only sources with a usable stored state
     # source id -> why its stored blob could not be used (`UnusableState.reason`); the
     # source restarts clean
     resets: dict[str, str]
+    # source id -> its recorded home (`partition_label`), for sources that have one
+    homes: dict[str, str] = field(default_factory=dict)
 
 
 class StateStore(Protocol):
@@ -101,12 +181,22 @@ class StateStore(Protocol):
         ...
 
     def save(
-        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+        self,
+        topic: str,
+        applied: dict[int, AppliedAdvance],
+        states: dict[str, SourceState],
+        source_partitions: dict[str, int],
     ) -> None:
-        """Atomically store states and each partition's (generation, applied offset).
+        """Atomically store states, their home partitions and each partition's applied offset.
 
-        Raises PartitionFenced, writing nothing, if any partition's generation moved on.
+        Writes nothing and raises PartitionFenced if a partition's generation moved on,
+        AppliedOffsetMoved if its applied offset is not the expected one, or
+        SourcePartitionConflict if a source's recorded home is another partition.
         """
+        ...
+
+    def forget_applied(self, topic: str, partition: int, generation: int) -> bool:
+        """Drop the partition's applied offset if `generation` still owns it (else False)."""
         ...
 
     def applied_offsets(self, topic: str) -> dict[int, int]:
@@ -157,6 +247,7 @@ class RedisStateStore:
         self.codec = codec
         self.namespace = f"{prefix}:{group_id}:{model_version}"
         self._checkpoint = client.register_script(_CHECKPOINT_SCRIPT)
+        self._forget_applied = client.register_script(_FORGET_APPLIED_SCRIPT)
 
     def source_key(self, source_id: str) -> str:
         return f"{self.namespace}:source:{source_id}"
@@ -166,6 +257,9 @@ class RedisStateStore:
 
     def generation_key(self, topic: str) -> str:
         return f"{self.namespace}:generation:{topic}"
+
+    def source_partitions_key(self) -> str:
+        return f"{self.namespace}:source-partitions"
 
     def claim_partitions(self, topic: str, partitions: list[int]) -> dict[int, PartitionClaim]:
         """Take ownership: bump each partition's generation and read its applied offset."""
@@ -187,29 +281,60 @@ class RedisStateStore:
         if not source_ids:
             return LoadedStates({}, {})
         keys = [self.source_key(source_id) for source_id in source_ids]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.mget(keys)
+        pipe.hmget(self.source_partitions_key(), source_ids)
         with _unavailable_when_redis_is_down():
-            blobs = self.client.mget(keys)
-        return decode_stored_states(self.codec, zip(source_ids, keys, blobs, strict=True))
+            blobs, homes = pipe.execute()
+        loaded = decode_stored_states(self.codec, zip(source_ids, keys, blobs, strict=True))
+        loaded.homes.update(
+            (source_id, home.decode())
+            for source_id, home in zip(source_ids, homes, strict=True)
+            if home is not None
+        )
+        return loaded
 
     def save(
-        self, topic: str, applied: dict[int, tuple[int, int]], states: dict[str, SourceState]
+        self,
+        topic: str,
+        applied: dict[int, AppliedAdvance],
+        states: dict[str, SourceState],
+        source_partitions: dict[str, int],
     ) -> None:
-        """Atomically store states and each partition's (generation, applied offset).
+        """Atomically store states, their home partitions and each partition's applied offset.
 
-        Raises PartitionFenced, writing nothing, if any partition's generation moved on.
+        Writes nothing and raises PartitionFenced if a partition's generation moved on,
+        AppliedOffsetMoved if its applied offset is not the expected one, or
+        SourcePartitionConflict if a source's recorded home is another partition.
         """
-        keys = [self.applied_key(topic), self.generation_key(topic)]
+        keys = [self.applied_key(topic), self.generation_key(topic), self.source_partitions_key()]
         arguments: list[str | bytes | int] = [len(applied)]
-        for partition, (generation, offset) in sorted(applied.items()):
-            arguments += [str(partition), str(generation), str(offset)]
+        for partition, advance in sorted(applied.items()):
+            expected = "" if advance.expected is None else str(advance.expected)
+            arguments += [str(partition), str(advance.generation), expected, str(advance.offset)]
         for source_id, state in states.items():
             key = self.source_key(source_id)
             keys.append(key)
-            arguments.append(self.codec.encode(state, key))
+            home = partition_label(topic, source_partitions[source_id])
+            arguments += [source_id, home, self.codec.encode(state, key)]
         with _unavailable_when_redis_is_down():
             result = self._checkpoint(keys=keys, args=arguments)
-        if result[0] == b"fenced":
-            raise PartitionFenced(topic, int(result[1]), result[2].decode())
+        outcome, *detail = (item.decode() if isinstance(item, bytes) else item for item in result)
+        if outcome == "fenced":
+            raise PartitionFenced(topic, int(detail[0]), detail[1])
+        if outcome == "applied_moved":
+            partition = int(detail[0])
+            raise AppliedOffsetMoved(topic, partition, applied[partition].expected, detail[1])
+        if outcome == "source_elsewhere":
+            source_id = detail[0]
+            attempted = partition_label(topic, source_partitions[source_id])
+            raise SourcePartitionConflict(source_id, detail[1], attempted)
+
+    def forget_applied(self, topic: str, partition: int, generation: int) -> bool:
+        """Drop the partition's applied offset if `generation` still owns it (else False)."""
+        keys = [self.applied_key(topic), self.generation_key(topic)]
+        with _unavailable_when_redis_is_down():
+            return bool(self._forget_applied(keys=keys, args=[str(partition), str(generation)]))
 
     def applied_offsets(self, topic: str) -> dict[int, int]:
         with _unavailable_when_redis_is_down():
