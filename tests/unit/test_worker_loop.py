@@ -82,18 +82,16 @@ def run_loop(
     commit_error: CommitFailedError | None = None,
     errors: list[float] | None = None,
     unreachable_brokers: int = 0,
-    log_ends: dict[int, int] | None = None,
     started: list[DriftWorker] | None = None,
 ) -> LoopRun:
     """Runs a worker over these batches of partition 0 until the consumer has handed them out.
 
-    Its first `unreachable_brokers` attempts to connect find no broker; `log_ends` are the
-    partitions' log end offsets; the worker is appended to `started` before it runs, for
-    callables among the batches that look at it.
+    Its first `unreachable_brokers` attempts to connect find no broker. The worker is
+    appended to `started` before it runs, for callables among the batches that look at it.
     """
     store = store if store is not None else InMemoryStateStore(StateCodec(KEY))
     producer = producer or FakeProducer()
-    consumer = FakeConsumer([0], batches, commit_error=commit_error, log_ends=log_ends or {})
+    consumer = FakeConsumer([0], batches, commit_error=commit_error)
     processor = BatchProcessor(
         FakeScorer(rng, errors), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae-test"
     )
@@ -289,25 +287,24 @@ def test_a_claim_resumes_right_after_the_stored_applied_offset(rng: np.random.Ge
     claim = store.claim_partitions(TOPIC, [0])[0]
     store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
 
-    run = run_loop([], rng, store, log_ends={0: 100})
+    run = run_loop([], rng, store)
 
     assert run.consumer.seeks == [(0, 42)]
     assert run.worker.claims[0].applied_offset == 41
 
 
 def test_an_applied_offset_beyond_the_log_end_is_dropped_loudly(rng: np.random.Generator) -> None:
-    """The topic was recreated: its new log ends at 10, the store says 41 was applied."""
+    """The topic was recreated: the claim seeks to 42, the broker has no such offset, and
+    the consumer starts over at 0; the store still says 41 was applied."""
     store = InMemoryStateStore(StateCodec(KEY))
     claim = store.claim_partitions(TOPIC, [0])[0]
     store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
     resets_before = counter("framedrift_applied_offset_resets_total")
-    batch = image_records("cam-1", range(5))
 
-    run = run_loop([batch, batch], rng, store, log_ends={0: 10})
+    run = run_loop([image_records("cam-1", range(5))], rng, store)
 
     (reset,) = run.events("applied_offset_beyond_log_end")
-    assert (reset["applied_offset"], reset["log_end"]) == (41, 10)
+    assert (reset["applied_offset"], reset["first_offset_read"]) == (41, 0)
     assert counter("framedrift_applied_offset_resets_total") == resets_before + 1
-    assert run.consumer.seeks[-1] == (0, 0)  # from the log's start: no commit to go on from
     assert run.counts("cam-1") == {"cam-1": 5}
     assert run.store.applied_offsets(TOPIC) == {0: 4}

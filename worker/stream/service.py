@@ -40,6 +40,10 @@ from framedrift.worker.stream.state_store import (
 
 log = structlog.get_logger(__name__)
 
+# How long to wait before looking at a partition's log end again when it seemed to lie
+# below the stored applied offset.
+LOG_END_SECOND_LOOK_S = 1.0
+
 
 @dataclass
 class Throughput:
@@ -67,6 +71,7 @@ class _Rebalance(ConsumerRebalanceListener):
         for tp in revoked:
             self.worker.claims.pop(tp.partition, None)
             self.worker.lost_partitions.discard(tp.partition)
+            self.worker.resumed_at.pop(tp.partition, None)
         self.worker.readiness.clear_refused(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
@@ -105,6 +110,8 @@ class DriftWorker:
         self.lost_partitions: set[int] = set()
         # partitions claimed but not yet checked against Kafka (`_verify_claims`)
         self.unverified: set[int] = set()
+        # partition -> the offset a claim sought to, until its first record is seen
+        self.resumed_at: dict[int, int] = {}
         self.readiness = Readiness(
             poll_stale_after_s=max(10.0, 3 * settings.poll_timeout_ms / 1000)
         )
@@ -132,6 +139,7 @@ class DriftWorker:
             if claim.applied_offset is not None and self.consumer is not None:
                 # Redis is ahead of Kafka's commit after a crash between steps 2 and 3.
                 self.consumer.seek(TopicPartition(topic, partition), claim.applied_offset + 1)
+                self.resumed_at[partition] = claim.applied_offset + 1
                 positioned.add(partition)
         self.readiness.set_redis(True)
         self.readiness.set_partitions(len(self.claims))
@@ -144,66 +152,109 @@ class DriftWorker:
         return positioned
 
     def _verify_claims(self) -> set[int]:
-        """Check new claims against Kafka; returns the partitions it moved the consumer on.
+        """Check new claims against Kafka; returns the partitions it moved the consumer on
+        (outside the rebalance callback: it makes blocking Kafka calls).
 
         - An applied offset at or beyond the log's end: the topic was recreated or
-          truncated, and every new record would be skipped as a replay. The offset is
-          dropped, loudly, and reading goes on from the committed offset, or from the
-          log's start where the commit lies beyond the end too.
+          truncated (see `_drop_applied_beyond_log_end`).
         - No applied offset while Kafka holds a committed one: the store lost the
           partition's state (flush, eviction, failover). Said loudly; reading goes on from
           the committed offset, and the partition's sources are reported as reset.
         """
         assert self.consumer is not None
         topic = self.settings.input_topic
-        claims = {p: self.claims[p] for p in self.unverified if p in self.claims}
-        if not claims:
-            self.unverified.clear()
-            return set()
-        partitions = {partition: TopicPartition(topic, partition) for partition in claims}
-        log_ends = self.consumer.end_offsets(list(partitions.values()))
-        positioned = set()
+        claims = {p: self.claims[p] for p in sorted(self.unverified) if p in self.claims}
+        positioned = self._drop_applied_beyond_log_end(
+            {p: claim for p, claim in claims.items() if claim.applied_offset is not None}
+        )
         for partition, claim in claims.items():
-            tp = partitions[partition]
-            log_end = log_ends.get(tp)
             if claim.applied_offset is not None:
-                if log_end is None or claim.applied_offset < log_end:
-                    continue
-                committed = self.consumer.committed(tp)
-                self.store.forget_applied(topic, partition, claim.generation)
-                self.claims[partition] = PartitionClaim(claim.generation, None)
-                metrics.APPLIED_OFFSET_RESETS.inc()
-                log.error(
-                    "applied_offset_beyond_log_end",
-                    partition=partition,
-                    applied_offset=claim.applied_offset,
-                    log_end=log_end,
-                    committed_offset=committed,
-                    action="the topic was recreated or truncated: dropping the applied "
-                    "offset, reading on from the committed offset or the log's start",
-                )
-                if committed is not None and committed <= log_end:
-                    self.consumer.seek(tp, committed)
-                else:
-                    self.consumer.seek_to_beginning(tp)
-            else:
-                committed = self.consumer.committed(tp)
-                if not committed:
-                    continue  # nothing of this partition was ever checkpointed
-                self.lost_partitions.add(partition)
-                metrics.STATE_LOST.inc()
-                log.error(
-                    "state_lost",
-                    partition=partition,
-                    committed_offset=committed,
-                    action="the store holds no state for a partition Kafka has offsets "
-                    "committed for: its sources restart clean from the committed offset",
-                    hint="expected once after a change of model version or state prefix",
-                )
-                self.consumer.seek(tp, committed)
+                continue
+            tp = TopicPartition(topic, partition)
+            committed = self.consumer.committed(tp)
+            if not committed:
+                continue  # nothing of this partition was ever checkpointed
+            self.lost_partitions.add(partition)
+            metrics.STATE_LOST.inc()
+            log.error(
+                "state_lost",
+                partition=partition,
+                committed_offset=committed,
+                action="the store holds no state for a partition Kafka has offsets "
+                "committed for: its sources restart clean from the committed offset",
+                hint="expected once after a change of model version or state prefix",
+            )
+            self.consumer.seek(tp, committed)
             positioned.add(partition)
         self.unverified.clear()
         return positioned
+
+    def _drop_applied_beyond_log_end(self, claims: dict[int, PartitionClaim]) -> set[int]:
+        """Claims whose applied offset lies at or beyond the log's end: the topic was
+        recreated or truncated, and every new record would be skipped as a replay. The
+        offset is dropped, loudly, and reading goes on from the committed offset, or from
+        the log's start where the commit lies beyond the end too.
+
+        A broker may report an end that lags the records it already served, so only an
+        end that is still short after a second look counts.
+        """
+        assert self.consumer is not None
+        topic = self.settings.input_topic
+        suspects = dict(claims)
+        for look in range(2):
+            if not suspects:
+                return set()
+            if look:
+                time.sleep(LOG_END_SECOND_LOOK_S)
+            tps = [TopicPartition(topic, partition) for partition in suspects]
+            log_ends = self.consumer.end_offsets(tps)
+            suspects = {
+                partition: claim
+                for partition, claim in suspects.items()
+                if (end := log_ends.get(TopicPartition(topic, partition))) is not None
+                and claim.applied_offset is not None
+                and claim.applied_offset >= end
+            }
+        positioned = set()
+        for partition, claim in suspects.items():
+            tp = TopicPartition(topic, partition)
+            log_end = log_ends[tp]
+            committed = self.consumer.committed(tp)
+            self._forget_applied(partition, claim, log_end=log_end, committed_offset=committed)
+            if committed is not None and committed <= log_end:
+                self.consumer.seek(tp, committed)
+            else:
+                self.consumer.seek_to_beginning(tp)
+            positioned.add(partition)
+        return positioned
+
+    def _forget_applied(self, partition: int, claim: PartitionClaim, **context: object) -> None:
+        assert claim.applied_offset is not None
+        self.store.forget_applied(self.settings.input_topic, partition, claim.generation)
+        self.claims[partition] = PartitionClaim(claim.generation, None)
+        self.resumed_at.pop(partition, None)
+        metrics.APPLIED_OFFSET_RESETS.inc()
+        log.error(
+            "applied_offset_beyond_log_end",
+            partition=partition,
+            applied_offset=claim.applied_offset,
+            **context,
+            action="the topic was recreated or truncated: dropping the applied offset and "
+            "counting the new log's records",
+        )
+
+    def _check_resumed_positions(self, records: list[ConsumerRecord]) -> None:
+        """A claim sought to applied offset + 1; a first record below that means the broker
+        had no such offset and the consumer started over at the log's start (what Kafka
+        does for an offset beyond the log's end): the topic was recreated or truncated."""
+        first: dict[int, int] = {}
+        for record in records:
+            first[record.partition] = min(record.offset, first.get(record.partition, record.offset))
+        for partition, offset in first.items():
+            sought = self.resumed_at.pop(partition, None)
+            claim = self.claims.get(partition)
+            if sought is not None and offset < sought and claim is not None:
+                self._forget_applied(partition, claim, first_offset_read=offset)
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
@@ -295,6 +346,8 @@ class DriftWorker:
             self._rewind(records, keep=positioned)
             return
         try:
+            if self.resumed_at:
+                self._check_resumed_positions(records)
             applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
             lost = frozenset(self.lost_partitions)
             with metrics.BATCH_SECONDS.time():
