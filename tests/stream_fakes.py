@@ -217,12 +217,6 @@ class FakeConsumer:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))
 
-    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        self.seeks.extend((tp.partition, 0) for tp in partitions)
-
-    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {}  # unknown: the claims' checks rely on what is read
-
     def committed(self, partition: TopicPartition) -> int | None:
         offsets = [
             commit[partition.partition] for commit in self.commits if partition.partition in commit

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
 
 from framedrift.deploy.local_servers import free_port
 from framedrift.producers.datasets import LabelledImages
@@ -177,36 +176,3 @@ def test_a_flushed_redis_is_reported_and_the_worker_goes_on_from_the_committed_o
     reported = {e["source_id"] for e in worker.events("state_reset") if e["reason"] == "lost"}
     assert reported == set(after)
     assert metric(port, "framedrift_state_lost_partitions_total") == len(lost)
-
-
-def test_a_recreated_topic_is_read_from_its_start_not_skipped_as_a_replay(
-    stack: Stack, stream_images: LabelledImages
-) -> None:
-    """The input topic is deleted and created again: the stored applied offsets lie beyond
-    the new log's end, are dropped loudly, and the new records count."""
-    worker = stack.start_worker()
-    before = stack.produce(StreamPlan(sources=3, events_per_source=200, seed=71), stream_images)
-    stack.wait_until_committed(sum(before.values()))
-    assert worker.terminate() == 0
-
-    admin = KafkaAdminClient(bootstrap_servers=stack.servers.bootstrap_servers)
-    try:
-        admin.delete_topics([stack.input_topic])
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            stack.servers.create_topics({stack.input_topic: PARTITIONS})
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    after = stack.produce(StreamPlan(sources=3, events_per_source=40, seed=72), stream_images)
-    assert stack.read_topic(stack.input_topic, expected=sum(after.values()))
-
-    again = stack.start_worker()
-    wait_for_counts(stack, added(before, after))
-    reset = again.events("applied_offset_beyond_log_end")
-    assert reset and all(event["applied_offset"] >= 199 for event in reset)

@@ -40,10 +40,6 @@ from framedrift.worker.stream.state_store import (
 
 log = structlog.get_logger(__name__)
 
-# How long to wait before looking at a partition's log end again when it seemed to lie
-# below the stored applied offset.
-LOG_END_SECOND_LOOK_S = 1.0
-
 
 @dataclass
 class Throughput:
@@ -152,23 +148,19 @@ class DriftWorker:
         return positioned
 
     def _verify_claims(self) -> set[int]:
-        """Check new claims against Kafka; returns the partitions it moved the consumer on
-        (outside the rebalance callback: it makes blocking Kafka calls).
+        """Check new claims against Kafka's commits; returns the partitions it moved the
+        consumer on (outside the rebalance callback: it makes blocking Kafka calls).
 
-        - An applied offset at or beyond the log's end: the topic was recreated or
-          truncated (see `_drop_applied_beyond_log_end`).
-        - No applied offset while Kafka holds a committed one: the store lost the
-          partition's state (flush, eviction, failover). Said loudly; reading goes on from
-          the committed offset, and the partition's sources are reported as reset.
+        No applied offset while Kafka holds a committed one: the store lost the
+        partition's state (flush, eviction, failover). Said loudly; reading goes on from
+        the committed offset, and the partition's sources are reported as reset.
         """
         assert self.consumer is not None
         topic = self.settings.input_topic
-        claims = {p: self.claims[p] for p in sorted(self.unverified) if p in self.claims}
-        positioned = self._drop_applied_beyond_log_end(
-            {p: claim for p, claim in claims.items() if claim.applied_offset is not None}
-        )
-        for partition, claim in claims.items():
-            if claim.applied_offset is not None:
+        positioned = set()
+        for partition in sorted(self.unverified):
+            claim = self.claims.get(partition)
+            if claim is None or claim.applied_offset is not None:
                 continue
             tp = TopicPartition(topic, partition)
             committed = self.consumer.committed(tp)
@@ -187,45 +179,6 @@ class DriftWorker:
             self.consumer.seek(tp, committed)
             positioned.add(partition)
         self.unverified.clear()
-        return positioned
-
-    def _drop_applied_beyond_log_end(self, claims: dict[int, PartitionClaim]) -> set[int]:
-        """Claims whose applied offset lies at or beyond the log's end: the topic was
-        recreated or truncated, and every new record would be skipped as a replay. The
-        offset is dropped, loudly, and reading goes on from the committed offset, or from
-        the log's start where the commit lies beyond the end too.
-
-        A broker may report an end that lags the records it already served, so only an
-        end that is still short after a second look counts.
-        """
-        assert self.consumer is not None
-        topic = self.settings.input_topic
-        suspects = dict(claims)
-        for look in range(2):
-            if not suspects:
-                return set()
-            if look:
-                time.sleep(LOG_END_SECOND_LOOK_S)
-            tps = [TopicPartition(topic, partition) for partition in suspects]
-            log_ends = self.consumer.end_offsets(tps)
-            suspects = {
-                partition: claim
-                for partition, claim in suspects.items()
-                if (end := log_ends.get(TopicPartition(topic, partition))) is not None
-                and claim.applied_offset is not None
-                and claim.applied_offset >= end
-            }
-        positioned = set()
-        for partition, claim in suspects.items():
-            tp = TopicPartition(topic, partition)
-            log_end = log_ends[tp]
-            committed = self.consumer.committed(tp)
-            self._forget_applied(partition, claim, log_end=log_end, committed_offset=committed)
-            if committed is not None and committed <= log_end:
-                self.consumer.seek(tp, committed)
-            else:
-                self.consumer.seek_to_beginning(tp)
-            positioned.add(partition)
         return positioned
 
     def _forget_applied(self, partition: int, claim: PartitionClaim, **context: object) -> None:
