@@ -183,3 +183,23 @@ def test_dead_letter_headers_as_they_travel_match_the_published_schema(
     assert ("encoding", b"png") in dead_letter.headers
     jsonschema.validate(received, schema, format_checker=jsonschema.FormatChecker())
     assert (received["dlq_source_partition"], received["dlq_source_offset"]) == ("0", "30")
+
+
+def test_a_batch_of_replays_only_does_not_move_the_applied_offset_back(
+    rng: np.random.Generator,
+) -> None:
+    """Records at or below the applied offset are skipped; saving their offset as the
+    applied one would make a later replay count the events above it a second time."""
+    store, producer = fresh_store(), FakeProducer()
+    outcome, claims = processed_batch(store, rng)
+    checkpointer(store, producer, FakeConsumer([0], [])).checkpoint(outcome, claims)
+    claims = {0: PartitionClaim(claims[0].generation, 30)}
+
+    processor = BatchProcessor(
+        FakeScorer(rng, DRIFTED_ERRORS), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae"
+    )
+    replays = processor.process(list(image_records("cam-1", range(10, 20))), {0: 30})
+    assert replays.skipped_replays == 10
+    checkpointer(store, producer, FakeConsumer([0], [])).checkpoint(replays, claims)
+
+    assert store.applied_offsets(TOPIC) == {0: 30}

@@ -114,7 +114,7 @@ class Adwin:
             "grace_period": int(adwin.grace_period),
             "drift_detected": bool(adwin.drift_detected),
             "mean_before": float(self._mean_before),
-            # The Rust helper's state as river pickles it (`__getstate__`): plain bytes.
+            # The Rust helper's own serialisation of its state (its `__getstate__`): plain bytes.
             "windowing": np.frombuffer(adwin._helper.__getstate__(), dtype=np.uint8),
         }
 

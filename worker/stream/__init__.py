@@ -1,5 +1,5 @@
 """The stream runtime: decode, score, detect, publish and checkpoint, batch by batch.
 
-Kafka and Redis I/O live here and nowhere else. It uses the model and detection; the
+The worker's Kafka and Redis I/O live here and nowhere else. It uses the model and detection; the
 processing guarantee is written down once, in `checkpoint.py`.
 """

@@ -132,9 +132,13 @@ class Checkpointer:
         self._publish(outcome)
 
         # Step 2. State and applied offsets in one guarded transaction.
+        # A batch of replays only (offsets at or below the applied one) must not move the
+        # applied offset back: a later replay would then count those events twice.
         applied = {
             partition: AppliedAdvance(
-                claims[partition].generation, claims[partition].applied_offset, offset
+                claims[partition].generation,
+                claims[partition].applied_offset,
+                max(offset, claims[partition].applied_offset or -1),
             )
             for partition, offset in outcome.last_offsets.items()
         }

@@ -104,7 +104,7 @@ class BatchProcessor:
 
         `applied_offsets` maps partition -> the last offset whose effect is already in
         Redis; records at or below it were counted before a crash and are skipped.
-        `lost_partitions` are those whose state the store lost (see `DriftWorker.claim`):
+        `lost_partitions` are those whose state the store lost (see `DriftWorker._verify_claims`):
         a source of theirs without stored state is reported as a reset (reason "lost").
         A source's records from a partition other than its home are dead-lettered.
         """
@@ -171,11 +171,10 @@ class BatchProcessor:
             home_partition = decoded[indices[0]][0].partition
             outcome.source_partitions[source_id] = home_partition
             state = loaded.states.get(source_id)
-            if (
-                state is None
-                and source_id not in loaded.homes
-                and home_partition in lost_partitions
-            ):
+            # No state although the store knows the source (its blob was evicted or
+            # deleted), or none on a partition whose state the store lost as a whole.
+            was_known = source_id in loaded.homes or home_partition in lost_partitions
+            if state is None and was_known and source_id not in outcome.state_resets:
                 outcome.state_resets[source_id] = "lost"
                 log.warning(
                     "state_reset",

@@ -138,6 +138,8 @@ class DriftWorker:
                 self.resumed_at[partition] = claim.applied_offset + 1
                 positioned.add(partition)
         self.readiness.set_redis(True)
+        # A claim is a write the store accepted: a partition refused before is ours again.
+        self.readiness.clear_refused(partitions)
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
         log.info(
@@ -181,9 +183,18 @@ class DriftWorker:
         self.unverified.clear()
         return positioned
 
-    def _forget_applied(self, partition: int, claim: PartitionClaim, **context: object) -> None:
+    def _forget_applied(
+        self,
+        partition: int,
+        claim: PartitionClaim,
+        records: list[ConsumerRecord],
+        **context: object,
+    ) -> bool:
+        """Drop the claim's applied offset; False (claim given up) if the partition moved on."""
         assert claim.applied_offset is not None
-        self.store.forget_applied(self.settings.input_topic, partition, claim.generation)
+        if not self.store.forget_applied(self.settings.input_topic, partition, claim.generation):
+            self._give_up_claim(partition, "fenced", records)
+            return False
         self.claims[partition] = PartitionClaim(claim.generation, None)
         self.resumed_at.pop(partition, None)
         metrics.APPLIED_OFFSET_RESETS.inc()
@@ -195,19 +206,31 @@ class DriftWorker:
             action="the topic was recreated or truncated: dropping the applied offset and "
             "counting the new log's records",
         )
+        return True
 
-    def _check_resumed_positions(self, records: list[ConsumerRecord]) -> None:
+    def _check_resumed_positions(self, records: list[ConsumerRecord]) -> bool:
         """A claim sought to applied offset + 1; a first record below that means the broker
         had no such offset and the consumer started over at the log's start (what Kafka
-        does for an offset beyond the log's end): the topic was recreated or truncated."""
+        does for an offset beyond the log's end): the topic was recreated or truncated.
+
+        A partition stays to be checked until the check is done: should the store be down,
+        the next reading checks again rather than skip the new log as replays. Returns
+        False when a claim had to be given up (the batch is then read again).
+        """
         first: dict[int, int] = {}
         for record in records:
             first[record.partition] = min(record.offset, first.get(record.partition, record.offset))
         for partition, offset in first.items():
-            sought = self.resumed_at.pop(partition, None)
+            sought = self.resumed_at.get(partition)
             claim = self.claims.get(partition)
-            if sought is not None and offset < sought and claim is not None:
-                self._forget_applied(partition, claim, first_offset_read=offset)
+            if sought is None:
+                continue
+            if offset < sought and claim is not None:
+                if not self._forget_applied(partition, claim, records, first_offset_read=offset):
+                    return False
+            else:
+                del self.resumed_at[partition]
+        return True
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
@@ -295,12 +318,15 @@ class DriftWorker:
             except StoreUnavailable as error:
                 self._redis_down("claim", error, records)
                 return
+            except KafkaError as error:
+                self._claim_check_failed(error, records)
+                return
             # Read the batch again: where claiming positioned a partition, from there.
             self._rewind(records, keep=positioned)
             return
         try:
-            if self.resumed_at:
-                self._check_resumed_positions(records)
+            if self.resumed_at and not self._check_resumed_positions(records):
+                return
             applied = {partition: claim.applied_offset for partition, claim in self.claims.items()}
             lost = frozenset(self.lost_partitions)
             with metrics.BATCH_SECONDS.time():
@@ -309,7 +335,6 @@ class DriftWorker:
             self._redis_down("load_state", error, records)
             return
         self.readiness.set_redis(True)
-        self._count(outcome, len(records))
         try:
             with metrics.CHECKPOINT_SECONDS.time():
                 checkpointer.checkpoint(outcome, self.claims)
@@ -372,13 +397,18 @@ class DriftWorker:
                 last_offsets=outcome.last_offsets,
             )
             self._rewind(records)
+            self.backoff.wait()
             return
+        # Counted once the state is saved: a batch read again after a refused write or a
+        # failed publish is not counted twice.
+        self._count(outcome, len(records))
         self.backoff.reset()
         self.readiness.clear_refused(outcome.last_offsets)
         for partition, offset in outcome.last_offsets.items():
             claim = self.claims.get(partition)
             if claim is not None:
-                self.claims[partition] = PartitionClaim(claim.generation, offset)
+                applied = max(offset, claim.applied_offset or -1)  # as the checkpoint saved it
+                self.claims[partition] = PartitionClaim(claim.generation, applied)
         window.add(outcome, len(records))
 
     def _redis_down(self, operation: str, error: Exception, records: list[ConsumerRecord]) -> None:
@@ -425,19 +455,20 @@ class DriftWorker:
         check moved is read again from there (the records returned are those to process)."""
         try:
             positioned = self._verify_claims()
-        except StoreUnavailable as error:
-            self._redis_down("claim", error, records)
-            return []
         except KafkaError as error:
-            metrics.KAFKA_ERRORS.labels("verify_claim").inc()
-            log.warning("claim_check_failed", error=str(error), retry_in_s=self.backoff.next_s)
-            self._rewind(records)
-            self.backoff.wait()
+            self._claim_check_failed(error, records)
             return []
         if positioned:
             self._rewind(records, keep=positioned)
             return []
         return records
+
+    def _claim_check_failed(self, error: KafkaError, records: list[ConsumerRecord]) -> None:
+        """Kafka did not answer the claim check: read the batch again after a pause."""
+        metrics.KAFKA_ERRORS.labels("verify_claim").inc()
+        log.warning("claim_check_failed", error=str(error), retry_in_s=self.backoff.next_s)
+        self._rewind(records)
+        self.backoff.wait()
 
     def _give_up_claim(self, partition: int, reason: str, records: list[ConsumerRecord]) -> None:
         """A state write of this partition was refused: not ready until one succeeds."""

@@ -94,7 +94,8 @@ return 1
 
 
 class PartitionFenced(RuntimeError):
-    """Another worker claimed the partition since this one did: its state write was refused."""
+    """The partition's generation is no longer this worker's (another worker claimed it, or
+    the store lost the generation: `generation_lost`): its state write was refused."""
 
     def __init__(self, topic: str, partition: int, stored_generation: str) -> None:
         super().__init__(
