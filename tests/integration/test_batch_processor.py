@@ -10,7 +10,6 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.deploy.local_servers import LocalServers
 from framedrift.producers.events import image_event_record
@@ -20,28 +19,9 @@ from framedrift.worker.stream.decoding import DecodingLimits
 from framedrift.worker.stream.pipeline import BatchProcessor
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
+from tests.stream_fakes import consumer_record
 
 pytestmark = pytest.mark.integration
-
-
-def consumer_record(
-    offset: int, key: bytes | None, value: bytes | None, headers: list
-) -> ConsumerRecord:
-    return ConsumerRecord(
-        "images",
-        0,
-        None,
-        offset,
-        0,
-        0,
-        key,
-        value,
-        headers,
-        None,
-        len(key or b""),
-        len(value or b""),
-        -1,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,43 @@ class Cusum:
         """Which sum is larger: 'up' (scores run high) or 'down'."""
         return "down" if self.lower > self.upper else "up"
 
+    # As a detector (ErrorCusum, LatentCusum): each says which standard score it sums.
+    name: ClassVar[str]
+    calibrated: ClassVar[bool] = True
+    dynamics_depend_on_threshold: ClassVar[bool] = True  # the cap is a multiple of it
+
+    @staticmethod
+    def standard_score(image: ScoredImage) -> float:
+        raise NotImplementedError
+
+    @staticmethod
+    def reference_scores(reference: ReferenceProfile) -> np.ndarray:
+        """The baseline's standard scores of the signal this CUSUM sums."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        return cls(slack=parameters.cusum_slack, threshold=thresholds[cls.name])
+
+    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
+        return self.observe(self.standard_score(image))
+
+    @classmethod
+    def clean_episodes(
+        cls,
+        reference: ReferenceProfile,
+        rows: np.ndarray,
+        parameters: DetectorParameters,
+        threshold: float | None = None,
+    ) -> tuple[EpisodeCounts, int]:
+        z = cls.reference_scores(reference)[rows]
+        return cusum_episodes(z, parameters.cusum_slack, cls.two_sided, threshold)
+
     def to_state(self) -> PlainState:
         return {
             "slack": float(self.slack),
@@ -110,32 +147,15 @@ class ErrorCusum(Cusum):
     """
 
     name: ClassVar[str] = "error_cusum"
-    calibrated: ClassVar[bool] = True
-    dynamics_depend_on_threshold: ClassVar[bool] = True
     two_sided: bool = True
 
-    @classmethod
-    def build(
-        cls,
-        parameters: DetectorParameters,
-        thresholds: Mapping[str, float],
-        reference: ReferenceProfile,
-    ) -> Self:
-        return cls(slack=parameters.cusum_slack, threshold=thresholds[cls.name])
+    @staticmethod
+    def standard_score(image: ScoredImage) -> float:
+        return image.error_z
 
-    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
-        return self.observe(image.error_z)
-
-    @classmethod
-    def clean_episodes(
-        cls,
-        reference: ReferenceProfile,
-        rows: np.ndarray,
-        parameters: DetectorParameters,
-        threshold: float | None = None,
-    ) -> tuple[EpisodeCounts, int]:
-        z = reference.error_z(reference.scores.error)[rows]
-        return cusum_episodes(z, parameters.cusum_slack, two_sided=True, threshold=threshold)
+    @staticmethod
+    def reference_scores(reference: ReferenceProfile) -> np.ndarray:
+        return reference.error_z(reference.scores.error)
 
 
 @dataclass(kw_only=True)
@@ -148,37 +168,20 @@ class LatentCusum(Cusum):
     """
 
     name: ClassVar[str] = "latent_cusum"
-    calibrated: ClassVar[bool] = True
-    dynamics_depend_on_threshold: ClassVar[bool] = True
     two_sided: bool = False
 
-    @classmethod
-    def build(
-        cls,
-        parameters: DetectorParameters,
-        thresholds: Mapping[str, float],
-        reference: ReferenceProfile,
-    ) -> Self:
-        return cls(slack=parameters.cusum_slack, threshold=thresholds[cls.name])
+    @staticmethod
+    def standard_score(image: ScoredImage) -> float:
+        return image.latent_distance_z
 
-    def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
-        return self.observe(image.latent_distance_z)
+    @staticmethod
+    def reference_scores(reference: ReferenceProfile) -> np.ndarray:
+        return reference.latent_distance_z(reference.scores.latent_distance)
 
     @property
     def direction(self) -> Direction | None:
         """Its sum watches the latent distance, not the error: the alert reads the window."""
         return None
-
-    @classmethod
-    def clean_episodes(
-        cls,
-        reference: ReferenceProfile,
-        rows: np.ndarray,
-        parameters: DetectorParameters,
-        threshold: float | None = None,
-    ) -> tuple[EpisodeCounts, int]:
-        z = reference.latent_distance_z(reference.scores.latent_distance)[rows]
-        return cusum_episodes(z, parameters.cusum_slack, two_sided=False, threshold=threshold)
 
 
 def cusum_episodes(

@@ -9,13 +9,18 @@ have raised, and `upcrossing_episodes` builds it for the windowed tests.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from framedrift.worker.detection.plain_state import PlainState, StateFields
 from framedrift.worker.detection.protocol import Direction
+
+if TYPE_CHECKING:
+    from framedrift.worker.detection.parameters import DetectorParameters
+    from framedrift.worker.detection.reference import ReferenceProfile
 
 
 @dataclass
@@ -58,11 +63,22 @@ class WindowedTest:
     `EpisodeLatch`. Subclasses say what the window is and compute the statistic.
     """
 
+    name: ClassVar[str]
     threshold: float
     stride: int  # test every this many events: neighbouring windows overlap almost entirely
     events_since_test: int = 0
     statistic: float = 0.0  # the latest test's statistic
     episode: EpisodeLatch = field(default_factory=EpisodeLatch)
+
+    @classmethod
+    def build(
+        cls,
+        parameters: DetectorParameters,
+        thresholds: Mapping[str, float],
+        reference: ReferenceProfile,
+    ) -> Self:
+        """A test of the source's event window, every `test_stride` events."""
+        return cls(threshold=thresholds[cls.name], stride=parameters.test_stride)
 
     def _test_due(self, window_full: bool) -> bool:
         """Counts one event; True when this event's window should be tested."""

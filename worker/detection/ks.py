@@ -6,7 +6,6 @@ distance, vectorised so that calibration can test every simulated window at once
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
@@ -79,15 +78,6 @@ class KsTest(WindowedTest):
     name: ClassVar[str] = "ks"
     calibrated: ClassVar[bool] = True
     dynamics_depend_on_threshold: ClassVar[bool] = False
-
-    @classmethod
-    def build(
-        cls,
-        parameters: DetectorParameters,
-        thresholds: Mapping[str, float],
-        reference: ReferenceProfile,
-    ) -> Self:
-        return cls(threshold=thresholds[cls.name], stride=parameters.test_stride)
 
     def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
         if self._test_due(window.is_full):

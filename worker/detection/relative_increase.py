@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
@@ -50,15 +49,6 @@ class RelativeIncrease(WindowedTest):
     name: ClassVar[str] = "relative_increase"
     calibrated: ClassVar[bool] = True
     dynamics_depend_on_threshold: ClassVar[bool] = False
-
-    @classmethod
-    def build(
-        cls,
-        parameters: DetectorParameters,
-        thresholds: Mapping[str, float],
-        reference: ReferenceProfile,
-    ) -> Self:
-        return cls(threshold=thresholds[cls.name], stride=parameters.test_stride)
 
     def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
         if self._test_due(window.is_full):
