@@ -1,7 +1,9 @@
 """Dead-letter records: input records the worker could not use, kept byte for byte.
 
-The Kafka value and key are the original record's, unchanged; these headers say
-where it came from and why it was rejected, and the original headers follow them.
+The Kafka value and key are the original record's, unchanged (the value is left out only
+when the dead-letter topic refuses it for its size: `dlq_value_omitted_bytes`); these
+headers say where it came from and why it was rejected, and the original headers follow
+them.
 """
 
 from __future__ import annotations
@@ -40,3 +42,10 @@ class DeadLetterHeaders(BaseModel):
         pattern=r"^\d+$", description="The original record's offset, in decimal."
     )
     dlq_failed_at: datetime
+    dlq_value_omitted_bytes: str | None = Field(
+        None,
+        pattern=r"^\d+$",
+        description="Present when the record was too large for the dead-letter topic: "
+        "the dead letter then carries no value, and this is the original value's size in "
+        "bytes. The original stays on the source topic at the partition and offset above.",
+    )

@@ -72,10 +72,10 @@ def image_records(
     return records
 
 
-def junk_record(offset: int, partition: int = 0) -> ConsumerRecord:
+def junk_record(offset: int, partition: int = 0, source_id: str = "cam-1") -> ConsumerRecord:
     """A record no decoder accepts (its headers say binary format, its value is no image)."""
-    headers = [("schema_version", b"1"), ("source_id", b"cam-1"), ("encoding", b"png")]
-    return consumer_record(offset, b"cam-1", b"not an image", headers, partition)
+    headers = [("schema_version", b"1"), ("source_id", source_id.encode()), ("encoding", b"png")]
+    return consumer_record(offset, source_id.encode(), b"not an image", headers, partition)
 
 
 class FakeScorer:
@@ -147,9 +147,15 @@ class FakeAcknowledgement:
 
 @dataclass
 class FakeProducer:
-    """Keeps what was sent; acknowledges it, or fails every acknowledgement with `error`."""
+    """Keeps what the broker would have taken (`sent`) and acknowledges it, except: every
+    acknowledgement fails with `error` when that is set; a record for which `refuse`
+    returns an error fails with it, at `send` itself when `refuse_at_send` (as
+    kafka-python does for a record larger than its `max_request_size`), else at its
+    acknowledgement."""
 
     error: KafkaError | None = None
+    refuse: Callable[[SentRecord], KafkaError | None] = lambda record: None
+    refuse_at_send: bool = False
     sent: list[SentRecord] = field(default_factory=list)
     flushes: int = 0
     closed: bool = False
@@ -161,8 +167,13 @@ class FakeProducer:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> FakeAcknowledgement:
-        self.sent.append(SentRecord(topic, key, value, list(headers or [])))
-        return FakeAcknowledgement(self.error)
+        record = SentRecord(topic, key, value, list(headers or []))
+        refusal = self.refuse(record)
+        if refusal is not None and self.refuse_at_send:
+            raise refusal
+        if self.error is None and refusal is None:
+            self.sent.append(record)
+        return FakeAcknowledgement(self.error or refusal)
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushes += 1
@@ -178,7 +189,9 @@ class FakeConsumer:
     A callable among the batches runs in its turn instead, and that poll returns nothing
     (something happening elsewhere between two polls). Once all are handed out it calls
     `when_drained` (a test passes the worker's `stop`). Commits fail with `commit_error`
-    when it is set. A partition's committed offset is its last commit.
+    when it is set. A partition's committed offset is its last commit. Every log starts
+    at 0 and ends where `log_ends` says (far away unless set); a partition sought at or
+    past its end delivers nothing, as a broker that waits there would.
     """
 
     partitions: list[int]
@@ -187,6 +200,8 @@ class FakeConsumer:
     commit_error: KafkaError | None = None
     commits: list[dict[int, int]] = field(default_factory=list)  # partition -> next offset
     seeks: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    paused: set[int] = field(default_factory=set)
+    log_ends: dict[int, int] = field(default_factory=dict)  # partition -> end (default: far)
     listener: ConsumerRebalanceListener | None = None
     assigned: bool = False
     closed: bool = False
@@ -208,6 +223,8 @@ class FakeConsumer:
             return {}
         polled: dict[TopicPartition, list[ConsumerRecord]] = {}
         for record in batch:
+            if self._waiting_beyond_log_end(record.partition):
+                continue
             polled.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
         return polled
 
@@ -216,6 +233,24 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))
+
+    def _waiting_beyond_log_end(self, partition: int) -> bool:
+        """Sought at or past the log's end, the consumer gets nothing (Tansu waits there)."""
+        sought = [offset for p, offset in self.seeks if p == partition]
+        end = self.log_ends.get(partition)
+        return bool(sought) and end is not None and sought[-1] >= end
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.log_ends.get(tp.partition, 1 << 62) for tp in partitions}
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.seeks.extend((tp.partition, 0) for tp in partitions)  # every log starts at 0 here
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused -= {tp.partition for tp in partitions}
 
     def committed(self, partition: TopicPartition) -> int | None:
         offsets = [

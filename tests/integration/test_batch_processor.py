@@ -86,7 +86,7 @@ def test_garbage_among_valid_events_is_dead_lettered_and_every_valid_event_count
     random.Random(seed).shuffle(mixed)
     records = [consumer_record(offset, *record) for offset, (_, record) in enumerate(mixed)]
     outcome = processor.process(records, {0: None})
-    assert outcome.scored == len(valid_records)
+    assert outcome.scored.total() == len(valid_records)
     assert len(outcome.dead_letters) == len(junk)
     assert sum(state.stats.count for state in outcome.states.values()) == len(valid_records)
     assert outcome.last_offsets == {0: len(records) - 1}
@@ -110,4 +110,4 @@ def test_a_decoder_bug_dead_letters_the_record_instead_of_halting_the_partition(
         "UnexpectedDecodingError"
     ]
     assert "ZeroDivisionError" in str(outcome.dead_letters[0].error)
-    assert outcome.scored == 3
+    assert outcome.scored.total() == 3

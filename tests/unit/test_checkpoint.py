@@ -7,18 +7,18 @@ clients are fakes; the store is the in-memory one, with the Redis store's fencin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import jsonschema
 import numpy as np
 import pytest
 import structlog
-from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from framedrift.schemas.export import SCHEMA_DIR
 from framedrift.worker.ops.health import Readiness
 from framedrift.worker.ops.settings import Settings
 from framedrift.worker.stream.checkpoint import (
-    AlertPublishFailed,
     Checkpointer,
     CheckpointError,
     OffsetCommitFailed,
@@ -38,6 +38,7 @@ from tests.stream_fakes import (
     FakeProducer,
     FakeScorer,
     FlakyStore,
+    SentRecord,
     image_records,
     junk_record,
 )
@@ -100,14 +101,112 @@ def test_an_unacknowledged_publish_saves_nothing_and_commits_nothing(
     rng: np.random.Generator,
 ) -> None:
     store, consumer = fresh_store(), FakeConsumer([0], [])
-    producer = FakeProducer(error=KafkaTimeoutError("no ack within the timeout"))
+    error = KafkaTimeoutError("no ack within the timeout")
     outcome, claims = processed_batch(store, rng)
 
-    with pytest.raises(AlertPublishFailed, match="not all acknowledged"):
-        checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+    checkpointed = checkpointer(store, FakeProducer(error=error), consumer).checkpoint(
+        outcome, claims
+    )
 
+    assert checkpointed.held_back == {0: error}
+    assert not checkpointed.saved.last_offsets
     assert store.applied_offsets(TOPIC) == {}
     assert store.load_sources(["cam-1"]).states == {}
+    assert consumer.commits == []
+
+
+def two_partition_batch(
+    store: InMemoryStateStore, rng: np.random.Generator
+) -> tuple[BatchOutcome, dict[int, PartitionClaim]]:
+    """Drifted images of cam-1 on partition 0, of cam-2 on partition 1, a junk record each."""
+    claims = store.claim_partitions(TOPIC, [0, 1])
+    processor = BatchProcessor(
+        FakeScorer(rng, DRIFTED_ERRORS * 2), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae"
+    )
+    records = [
+        *image_records("cam-1", range(30)),
+        junk_record(30),
+        *image_records("cam-2", range(30), partition=1),
+        junk_record(30, partition=1, source_id="cam-2"),
+    ]
+    return processor.process(records, {0: None, 1: None}), claims
+
+
+def from_partition(partition: int) -> Callable[[SentRecord], bool]:
+    """Whether a sent record stems from this input partition (an alert or a dead letter)."""
+
+    def stems_from(record: SentRecord) -> bool:
+        if record.topic == SETTINGS.dead_letter_topic:
+            return (dict(record.headers)["dlq_source_partition"]) == str(partition).encode()
+        return json.loads(record.value or b"{}")["window_last_event"]["partition"] == partition
+
+    return stems_from
+
+
+@pytest.mark.parametrize("at_send", [False, True], ids=["at-ack", "at-send"])
+def test_a_partition_whose_dead_letter_is_refused_is_held_back_and_the_other_is_saved(
+    rng: np.random.Generator, at_send: bool
+) -> None:
+    """One partition's poison record must not stop the others; a refusal raised by `send`
+    itself is handled like one at the acknowledgement, never raised through the loop."""
+    store, consumer = fresh_store(), FakeConsumer([0, 1], [])
+    error = KafkaTimeoutError("topic metadata not available")
+    refuse_partition_1 = from_partition(1)
+    producer = FakeProducer(
+        refuse=lambda record: error if refuse_partition_1(record) else None,
+        refuse_at_send=at_send,
+    )
+    outcome, claims = two_partition_batch(store, rng)
+
+    checkpointed = checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    assert checkpointed.held_back == {1: error}
+    assert store.applied_offsets(TOPIC) == {0: 30}
+    assert set(store.load_sources(["cam-1", "cam-2"]).states) == {"cam-1"}
+    assert consumer.commits == [{0: 31}]
+    assert checkpointed.saved.scored.total() == 30
+    assert all(alert.source_id == "cam-1" for alert in checkpointed.saved.alerts)
+
+
+def test_a_dead_letter_too_large_for_its_topic_goes_out_without_its_value(
+    rng: np.random.Generator,
+) -> None:
+    """Retrying a record the topic refuses for its size cannot succeed; sent without its
+    value, with its size in a header, it lets the partition move on."""
+    store, consumer = fresh_store(), FakeConsumer([0], [])
+    too_large = MessageSizeTooLargeError("the record is larger than max.message.bytes")
+    producer = FakeProducer(
+        refuse=lambda record: (
+            too_large if record.topic == SETTINGS.dead_letter_topic and record.value else None
+        )
+    )
+    outcome, claims = processed_batch(store, rng)
+
+    checkpointed = checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    assert checkpointed.held_back == {}
+    (letter,) = [sent for sent in producer.sent if sent.topic == SETTINGS.dead_letter_topic]
+    headers = dict(letter.headers)
+    assert letter.value is None
+    assert headers["dlq_value_omitted_bytes"] == str(len(b"not an image")).encode()
+    assert headers["dlq_source_offset"] == b"30"
+    assert store.applied_offsets(TOPIC) == {0: 30}
+
+
+def test_a_dead_letter_refused_even_without_its_value_holds_its_partition_back(
+    rng: np.random.Generator,
+) -> None:
+    store, consumer = fresh_store(), FakeConsumer([0], [])
+    too_large = MessageSizeTooLargeError("the topic takes nothing of this size")
+    producer = FakeProducer(
+        refuse=lambda record: too_large if record.topic == SETTINGS.dead_letter_topic else None
+    )
+    outcome, claims = processed_batch(store, rng)
+
+    checkpointed = checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+
+    assert checkpointed.held_back == {0: too_large}
+    assert store.applied_offsets(TOPIC) == {}
     assert consumer.commits == []
 
 
@@ -199,7 +298,7 @@ def test_a_batch_of_replays_only_does_not_move_the_applied_offset_back(
         FakeScorer(rng, DRIFTED_ERRORS), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae"
     )
     replays = processor.process(list(image_records("cam-1", range(10, 20))), {0: 30})
-    assert replays.skipped_replays == 10
+    assert replays.skipped_replays.total() == 10
     checkpointer(store, producer, FakeConsumer([0], [])).checkpoint(replays, claims)
 
     assert store.applied_offsets(TOPIC) == {0: 30}

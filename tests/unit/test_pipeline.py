@@ -42,8 +42,8 @@ def test_outliers_are_the_scored_images_whose_error_is_above_the_threshold(
     outcome = processor(InMemoryStateStore(StateCodec(KEY)), rng, errors).process(
         records, {0: None}
     )
-    assert outcome.scored == 5
-    assert outcome.outliers == 2  # at the threshold is not above it; the junk is not scored
+    assert outcome.scored.total() == 5
+    assert outcome.outliers.total() == 2  # at the threshold is not above it; the junk is not scored
 
 
 def test_stored_states_this_worker_cannot_use_restart_their_sources_and_say_why(
@@ -92,7 +92,7 @@ def test_records_at_or_below_the_applied_offset_are_skipped_not_counted(
     outcome = processor(InMemoryStateStore(StateCodec(KEY)), rng).process(
         image_records("cam-1", range(10)), {0: 6}
     )
-    assert (outcome.skipped_replays, outcome.scored) == (7, 3)
+    assert (outcome.skipped_replays.total(), outcome.scored.total()) == (7, 3)
     assert outcome.states["cam-1"].stats.count == 3
     assert outcome.last_offsets == {0: 9}
 

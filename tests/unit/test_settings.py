@@ -15,6 +15,7 @@ from framedrift.worker.ops.settings import Settings, SettingsError, settings_fro
         ("FRAMEDRIFT_BATCH_SIZE", "0"),
         ("FRAMEDRIFT_BOOTSTRAP_SERVERS", "no-port-here"),
         ("FRAMEDRIFT_REDIS_URL", "http://wrong-scheme"),
+        ("FRAMEDRIFT_REDIS_URL", "redis://localhost:6379/0?decode_responses=True"),
         ("FRAMEDRIFT_CUSUM_SLACK", "-1"),
         ("FRAMEDRIFT_STATE_HMAC_KEY", "short"),
         ("FRAMEDRIFT_LOG_FORMAT", "xml"),
@@ -26,6 +27,11 @@ def test_bad_value_names_its_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
         settings_from_env()
+
+
+def test_a_redis_url_that_keeps_replies_binary_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAMEDRIFT_REDIS_URL", "redis://localhost:6379/0?decode_responses=0")
+    assert settings_from_env().redis_url.endswith("decode_responses=0")
 
 
 def test_topics_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 
 from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.ops import metrics
@@ -38,6 +39,7 @@ from tests.stream_fakes import (
     FakeProducer,
     FakeScorer,
     FlakyStore,
+    SentRecord,
     image_records,
     junk_record,
 )
@@ -83,15 +85,17 @@ def run_loop(
     errors: list[float] | None = None,
     unreachable_brokers: int = 0,
     started: list[DriftWorker] | None = None,
+    partitions: list[int] | None = None,
 ) -> LoopRun:
-    """Runs a worker over these batches of partition 0 until the consumer has handed them out.
+    """Runs a worker over these batches of its `partitions` (default: 0) until the consumer
+    has handed them out.
 
     Its first `unreachable_brokers` attempts to connect find no broker. The worker is
     appended to `started` before it runs, for callables among the batches that look at it.
     """
     store = store if store is not None else InMemoryStateStore(StateCodec(KEY))
     producer = producer or FakeProducer()
-    consumer = FakeConsumer([0], batches, commit_error=commit_error)
+    consumer = FakeConsumer(partitions or [0], batches, commit_error=commit_error)
     processor = BatchProcessor(
         FakeScorer(rng, errors), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae-test"
     )
@@ -120,14 +124,55 @@ def test_a_failed_publish_rewinds_the_batch_and_commits_nothing(
     rng: np.random.Generator,
 ) -> None:
     batch = [*image_records("cam-1", range(5)), junk_record(5)]  # the junk goes to the DLQ
-    run = run_loop([batch], rng, producer=FakeProducer(error=KafkaTimeoutError("no ack")))
+    held_before = counter("framedrift_publish_held_back_total", error="KafkaTimeoutError")
+    readiness_seen: list[list[str]] = []
+    batches: list = [batch, lambda: readiness_seen.append(started[0].readiness.problems())]
+    started: list[DriftWorker] = []
+    run = run_loop(
+        batches, rng, producer=FakeProducer(error=KafkaTimeoutError("no ack")), started=started
+    )
 
-    (failed,) = run.events("checkpoint_failed")
-    assert failed["error_class"] == "AlertPublishFailed"
+    (failed,) = run.events("publish_failed")
+    assert failed["error_class"] == "KafkaTimeoutError" and failed["partition"] == 0
     assert run.consumer.seeks == [(0, 0)]
+    assert run.consumer.paused == {0}, "held back until its pause is over"
+    assert any("partition 0: alerts or dead letters not published" in p for p in readiness_seen[0])
+    assert counter("framedrift_publish_held_back_total", error="KafkaTimeoutError") == (
+        held_before + 1
+    )
     assert run.consumer.commits == []
     assert run.store.applied_offsets(TOPIC) == {}
     assert run.worker.claims[0].applied_offset is None
+
+
+def test_a_held_back_partition_does_not_stop_the_others_and_resumes_after_its_pause(
+    rng: np.random.Generator,
+) -> None:
+    """Partition 1's first publish fails: partition 0 is saved and committed at once;
+    partition 1 is paused, resumed after its backoff, read again and counted once."""
+    refusals = iter([KafkaTimeoutError("no ack")])
+
+    def refuse_partition_1_once(record: SentRecord) -> KafkaError | None:
+        from_partition_1 = dict(record.headers).get("dlq_source_partition") == b"1"
+        return next(refusals, None) if from_partition_1 else None
+
+    both = [
+        *image_records("cam-1", range(5)),
+        *image_records("cam-2", range(5), partition=1),
+        junk_record(5, partition=1, source_id="cam-2"),
+    ]
+    read_again = [*image_records("cam-2", range(5), partition=1), junk_record(5, 1, "cam-2")]
+    run = run_loop(
+        [both, lambda: time.sleep(0.15), read_again],
+        rng,
+        producer=FakeProducer(refuse=refuse_partition_1_once),
+        partitions=[0, 1],
+    )
+
+    assert run.consumer.commits == [{0: 5}, {1: 6}]
+    assert run.counts("cam-1", "cam-2") == {"cam-1": 5, "cam-2": 5}
+    assert run.consumer.paused == set()
+    assert [event["partition"] for event in run.events("publish_failed")] == [1]
 
 
 def test_a_fenced_checkpoint_is_counted_and_the_batch_rewound(rng: np.random.Generator) -> None:
@@ -308,3 +353,50 @@ def test_an_applied_offset_beyond_the_log_end_is_dropped_loudly(rng: np.random.G
     assert counter("framedrift_applied_offset_resets_total") == resets_before + 1
     assert run.counts("cam-1") == {"cam-1": 5}
     assert run.store.applied_offsets(TOPIC) == {0: 4}
+
+
+def test_a_claim_beyond_the_log_end_is_dropped_where_the_broker_waits_at_it(
+    rng: np.random.Generator,
+) -> None:
+    """The topic was recreated with fewer records than the stored applied offset, on a
+    broker that does not report the offset out of range but waits there (Tansu): the
+    claim's check against the log's end drops the offset and reads the new log."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
+    new_log = image_records("cam-1", range(5))
+    started: list[DriftWorker] = []
+
+    def recreated_with_five_records() -> None:
+        started[0].consumer.log_ends[0] = 5  # type: ignore[union-attr]
+
+    run = run_loop([recreated_with_five_records, new_log], rng, store, started=started)
+
+    (reset,) = run.events("applied_offset_beyond_log_end")
+    assert (reset["applied_offset"], reset["log_end"]) == (41, 5)
+    assert (0, 0) in run.consumer.seeks
+    assert run.counts("cam-1") == {"cam-1": 5}
+    assert run.store.applied_offsets(TOPIC) == {0: 4}
+
+
+def test_a_topic_recreated_under_a_running_worker_is_noticed(rng: np.random.Generator) -> None:
+    started: list[DriftWorker] = []
+
+    def recreated_with_three_records() -> None:
+        started[0].consumer.log_ends[0] = 3  # type: ignore[union-attr]
+        started[0]._check_running_log_ends()  # what the loop does every stats interval
+
+    run = run_loop(
+        [
+            image_records("cam-1", range(5)),
+            recreated_with_three_records,
+            image_records("cam-1", range(3)),
+        ],
+        rng,
+        started=started,
+    )
+
+    (reset,) = run.events("applied_offset_beyond_log_end")
+    assert (reset["applied_offset"], reset["log_end"]) == (4, 3)
+    assert run.counts("cam-1") == {"cam-1": 8}
+    assert run.store.applied_offsets(TOPIC) == {0: 2}

@@ -29,19 +29,22 @@ class LatentMap:
         return len(self.prototypes)
 
     def project(self, codes: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Codes (N, ...) -> (N, d). Row by row (einsum, not a matrix product): BLAS
+        blocks a product by the number of rows, so an image's projection would change in
+        its last bits with the size of the batch it came in."""
         flat = np.asarray(codes, dtype=np.float32).reshape(len(codes), -1)
-        return (flat - self.mean) @ self.components.T
+        return np.einsum("nd,kd->nk", flat - self.mean, self.components)
 
     def assign(self, codes: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Latent codes (N, ...) -> (nearest prototype index, distance to it), one per image."""
+        """Latent codes (N, ...) -> (nearest prototype index, distance to it), one per image.
+
+        Each image's result depends on its own code only, bit for bit, whatever else
+        shares its batch (differences, not the expanded |a|² - 2ab + |b|² product).
+        """
         projected = self.project(codes)
-        squared = (
-            (projected**2).sum(axis=1, keepdims=True)
-            - 2.0 * projected @ self.prototypes.T
-            + (self.prototypes**2).sum(axis=1)
-        )
+        squared = ((projected[:, None, :] - self.prototypes[None]) ** 2).sum(axis=2)
         nearest = squared.argmin(axis=1)
-        distance = np.sqrt(np.maximum(squared[np.arange(len(nearest)), nearest], 0.0))
+        distance = np.sqrt(squared[np.arange(len(nearest)), nearest])
         return nearest.astype(np.int64), distance.astype(np.float64)
 
     @classmethod

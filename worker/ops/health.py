@@ -21,14 +21,15 @@ from framedrift.worker.ops.metrics import REGISTRY
 @dataclass
 class Readiness:
     """What the worker loop last saw: ready when Kafka polled lately, Redis answered,
-    partitions are owned and the last state write was not refused."""
+    partitions are owned and none of them is stalled (a state write refused, alerts not
+    published)."""
 
     poll_stale_after_s: float
     last_poll: float = 0.0  # monotonic time of the last successful poll
     redis_ok: bool = False
     partitions: int = 0
-    # partition -> why its last state write was refused, until a write succeeds again
-    refused: dict[int, str] = field(default_factory=dict)
+    # partition -> why it is not moving, until a checkpoint of it succeeds again
+    stalled: dict[int, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def polled(self) -> None:
@@ -43,14 +44,14 @@ class Readiness:
         with self._lock:
             self.partitions = count
 
-    def set_refused(self, partition: int, reason: str) -> None:
+    def set_stalled(self, partition: int, reason: str) -> None:
         with self._lock:
-            self.refused[partition] = reason
+            self.stalled[partition] = reason
 
-    def clear_refused(self, partitions: Iterable[int]) -> None:
+    def clear_stalled(self, partitions: Iterable[int]) -> None:
         with self._lock:
             for partition in partitions:
-                self.refused.pop(partition, None)
+                self.stalled.pop(partition, None)
 
     def problems(self) -> list[str]:
         with self._lock:
@@ -61,8 +62,8 @@ class Readiness:
                 found.append("redis: last operation failed or none yet")
             if self.partitions == 0:
                 found.append("no partitions assigned")
-            for partition, reason in sorted(self.refused.items()):
-                found.append(f"partition {partition}: state write refused ({reason})")
+            for partition, reason in sorted(self.stalled.items()):
+                found.append(f"partition {partition}: {reason}")
             return found
 
 

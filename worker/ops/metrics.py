@@ -98,3 +98,16 @@ APPLIED_OFFSET_RESETS = Counter(
     "or truncated) and dropped at claim.",
     registry=REGISTRY,
 )
+PUBLISH_HELD_BACK = Counter(
+    "framedrift_publish_held_back_total",
+    "Partitions held back from a checkpoint because the broker did not take one of their "
+    "alerts or dead letters, by error class; their records are read again after a pause.",
+    ["error"],
+    registry=REGISTRY,
+)
+DEAD_LETTER_VALUES_OMITTED = Counter(
+    "framedrift_dead_letter_values_omitted_total",
+    "Dead letters sent without their value because it was too large for the dead-letter "
+    "topic (the original stays on the input topic).",
+    registry=REGISTRY,
+)

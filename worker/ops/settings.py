@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,6 +127,18 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port_list(cls, value: str) -> str:
         parse_bootstrap_servers(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _binary_replies(cls, value: str) -> str:
+        # State blobs are bytes: a client that decodes replies to text cannot read them,
+        # and would turn the checkpoint's refusals into strings the store never expects.
+        options = parse_qs(urlsplit(value).query)
+        if any(
+            flag.lower() not in ("0", "false", "no") for flag in options.get("decode_responses", [])
+        ):
+            raise ValueError("decode_responses is not supported: the state store reads bytes")
         return value
 
     @field_validator("state_hmac_key")

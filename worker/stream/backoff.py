@@ -22,10 +22,16 @@ class Backoff:
         self._sleep = sleep
 
     def wait(self) -> float:
-        waited = self.next_s
+        waited = self.step()
         self._sleep(waited)
-        self.next_s = min(self.next_s * 2, self.maximum_s)
         return waited
+
+    def step(self) -> float:
+        """The wait due now, doubling the next one, for a caller that does not sleep (a
+        partition paused until then while the others go on)."""
+        due = self.next_s
+        self.next_s = min(self.next_s * 2, self.maximum_s)
+        return due
 
     def reset(self) -> None:
         self.next_s = self.first_s

@@ -6,7 +6,7 @@ states of the batch's sources); what it returns is made durable by `checkpoint.p
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -67,14 +67,35 @@ class BatchOutcome:
     states: dict[str, SourceState] = field(default_factory=dict)
     # partition -> the highest offset of this batch handled there (scored, dead-lettered or skipped)
     last_offsets: dict[int, int] = field(default_factory=dict)
-    scored: int = 0
+    # The counters are kept per partition, so that a partition held back at the
+    # checkpoint (`without_partitions`) takes its counts with it.
+    scored: Counter[int] = field(default_factory=Counter)
     # scored images whose reconstruction error is above the config's outlier threshold
-    outliers: int = 0
-    skipped_replays: int = 0
+    outliers: Counter[int] = field(default_factory=Counter)
+    skipped_replays: Counter[int] = field(default_factory=Counter)
     # source id -> why its stored state could not be used (it restarted clean)
     state_resets: dict[str, str] = field(default_factory=dict)
     # source id -> the partition its state is written from (its home)
     source_partitions: dict[str, int] = field(default_factory=dict)
+
+    def without_partitions(self, held: set[int]) -> BatchOutcome:
+        """This outcome less everything of the `held` partitions: their alerts, dead
+        letters, sources' states and counts. What is left can be checkpointed on its own,
+        since a source's state only ever comes from its home partition."""
+        kept_sources = {s for s, p in self.source_partitions.items() if p not in held}
+        return BatchOutcome(
+            alerts=[a for a in self.alerts if a.window_last_event.partition not in held],
+            dead_letters=[d for d in self.dead_letters if d.record.partition not in held],
+            states={s: state for s, state in self.states.items() if s in kept_sources},
+            last_offsets={p: o for p, o in self.last_offsets.items() if p not in held},
+            scored=Counter({p: n for p, n in self.scored.items() if p not in held}),
+            outliers=Counter({p: n for p, n in self.outliers.items() if p not in held}),
+            skipped_replays=Counter(
+                {p: n for p, n in self.skipped_replays.items() if p not in held}
+            ),
+            state_resets={s: r for s, r in self.state_resets.items() if s in kept_sources},
+            source_partitions={s: self.source_partitions[s] for s in kept_sources},
+        )
 
 
 class BatchProcessor:
@@ -116,7 +137,7 @@ class BatchProcessor:
             )
             applied = applied_offsets.get(record.partition)
             if applied is not None and record.offset <= applied:
-                outcome.skipped_replays += 1
+                outcome.skipped_replays[record.partition] += 1
                 continue
             try:
                 event = decode_record(record.key, record.value, record.headers, self.limits)
@@ -140,8 +161,10 @@ class BatchProcessor:
 
         scores = self.scorer.score([event.image for _, event in decoded])
         images = scored_images(scores, self.config.reference)
-        outcome.scored = len(decoded)
-        outcome.outliers = int((scores.error > self.config.outlier_threshold).sum())
+        is_outlier = scores.error > self.config.outlier_threshold
+        for (record, _), outlier in zip(decoded, is_outlier, strict=True):
+            outcome.scored[record.partition] += 1
+            outcome.outliers[record.partition] += int(outlier)
 
         by_source: dict[str, list[int]] = defaultdict(list)  # source id -> indices into `decoded`
         for index, (_, event) in enumerate(decoded):

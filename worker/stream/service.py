@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -68,7 +68,9 @@ class _Rebalance(ConsumerRebalanceListener):
             self.worker.claims.pop(tp.partition, None)
             self.worker.lost_partitions.discard(tp.partition)
             self.worker.resumed_at.pop(tp.partition, None)
-        self.worker.readiness.clear_refused(tp.partition for tp in revoked)
+            self.worker.paused_until.pop(tp.partition, None)
+            self.worker.hold_backoffs.pop(tp.partition, None)
+        self.worker.readiness.clear_stalled(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
@@ -112,6 +114,10 @@ class DriftWorker:
             poll_stale_after_s=max(10.0, 3 * settings.poll_timeout_ms / 1000)
         )
         self.backoff = Backoff(settings.retry_backoff_max_s)
+        # partition -> when it resumes, after the broker did not take one of its alerts or
+        # dead letters (`_hold_back`); and the backoff that grows while that repeats
+        self.paused_until: dict[int, float] = {}
+        self.hold_backoffs: dict[int, Backoff] = {}
         self._stopping = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -139,7 +145,7 @@ class DriftWorker:
                 positioned.add(partition)
         self.readiness.set_redis(True)
         # A claim is a write the store accepted: a partition refused before is ours again.
-        self.readiness.clear_refused(partitions)
+        self.readiness.clear_stalled(partitions)
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
         log.info(
@@ -159,10 +165,10 @@ class DriftWorker:
         """
         assert self.consumer is not None
         topic = self.settings.input_topic
-        positioned = set()
+        positioned = self._check_log_ends(self.unverified)
         for partition in sorted(self.unverified):
             claim = self.claims.get(partition)
-            if claim is None or claim.applied_offset is not None:
+            if claim is None or claim.applied_offset is not None or partition in positioned:
                 continue
             tp = TopicPartition(topic, partition)
             committed = self.consumer.committed(tp)
@@ -183,17 +189,11 @@ class DriftWorker:
         self.unverified.clear()
         return positioned
 
-    def _forget_applied(
-        self,
-        partition: int,
-        claim: PartitionClaim,
-        records: list[ConsumerRecord],
-        **context: object,
-    ) -> bool:
-        """Drop the claim's applied offset; False (claim given up) if the partition moved on."""
+    def _forget_applied(self, partition: int, claim: PartitionClaim, **context: object) -> bool:
+        """Drop the claim's applied offset, loudly; False if the partition moved on (the
+        store refused: another worker holds it now)."""
         assert claim.applied_offset is not None
         if not self.store.forget_applied(self.settings.input_topic, partition, claim.generation):
-            self._give_up_claim(partition, "fenced", records)
             return False
         self.claims[partition] = PartitionClaim(claim.generation, None)
         self.resumed_at.pop(partition, None)
@@ -207,6 +207,39 @@ class DriftWorker:
             "counting the new log's records",
         )
         return True
+
+    def _check_log_ends(self, partitions: Iterable[int]) -> set[int]:
+        """An applied offset at or past the end of its partition's log: the topic was
+        recreated or truncated since (the record that offset names is gone). Forget it
+        and read the new log from its start; returns the partitions moved.
+
+        Asked of the broker, so it holds for brokers that report an offset out of range
+        (Kafka: the consumer starts over, see `_check_resumed_positions`) and for those
+        that wait at it (Tansu) alike, for a new claim and for a running worker.
+        """
+        assert self.consumer is not None
+        topic = self.settings.input_topic
+        claimed = {
+            partition: self.claims[partition]
+            for partition in partitions
+            if partition in self.claims and self.claims[partition].applied_offset is not None
+        }
+        if not claimed:
+            return set()
+        ends = self.consumer.end_offsets([TopicPartition(topic, p) for p in claimed])
+        moved = set()
+        for partition, claim in claimed.items():
+            tp = TopicPartition(topic, partition)
+            end = ends.get(tp)
+            assert claim.applied_offset is not None
+            if end is None or end > claim.applied_offset:
+                continue
+            if self._forget_applied(partition, claim, log_end=end):
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self._give_up_claim(partition, "fenced", [])
+            moved.add(partition)
+        return moved
 
     def _check_resumed_positions(self, records: list[ConsumerRecord]) -> bool:
         """A claim sought to applied offset + 1; a first record below that means the broker
@@ -226,11 +259,24 @@ class DriftWorker:
             if sought is None:
                 continue
             if offset < sought and claim is not None:
-                if not self._forget_applied(partition, claim, records, first_offset_read=offset):
+                if not self._forget_applied(partition, claim, first_offset_read=offset):
+                    self._give_up_claim(partition, "fenced", records)
                     return False
             else:
                 del self.resumed_at[partition]
         return True
+
+    def _check_running_log_ends(self) -> None:
+        """`_check_log_ends` for every claimed partition, now and then (a topic can be
+        recreated under a running worker); a failed check waits for the next time."""
+        try:
+            self._check_log_ends(list(self.claims))
+        except KafkaError as error:
+            metrics.KAFKA_ERRORS.labels("log_end").inc()
+            log.warning("log_end_check_failed", error=str(error))
+        except StoreUnavailable as error:
+            metrics.REDIS_ERRORS.labels("forget_applied").inc()
+            log.warning("redis_unavailable", step="forget_applied", error=str(error))
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
@@ -286,6 +332,8 @@ class DriftWorker:
         window = Throughput()
         try:
             while not self._stopping:
+                if self.paused_until:
+                    self._resume_held_back()
                 polled = self.consumer.poll(
                     timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
                 )
@@ -296,6 +344,7 @@ class DriftWorker:
                 if records:
                     self._handle(records, checkpointer, window)
                 if time.monotonic() - window.started >= self.settings.stats_interval_s:
+                    self._check_running_log_ends()
                     self._log_throughput(window)
                     window = Throughput()
         finally:
@@ -337,7 +386,7 @@ class DriftWorker:
         self.readiness.set_redis(True)
         try:
             with metrics.CHECKPOINT_SECONDS.time():
-                checkpointer.checkpoint(outcome, self.claims)
+                checkpointed = checkpointer.checkpoint(outcome, self.claims)
         except PartitionFenced as error:
             # Another worker claimed the partition, or the store lost its generation. Give
             # up the claim and read the batch again after a pause: if the partition moved,
@@ -384,6 +433,7 @@ class DriftWorker:
         except OffsetCommitFailed as error:
             # The state is saved with its applied offsets: whoever reads these records
             # again skips them, so moving on loses and doubles nothing.
+            checkpointed = error.checkpointed
             metrics.KAFKA_ERRORS.labels("commit").inc()
             log.warning(
                 "offset_commit_failed", reason=str(error), last_offsets=outcome.last_offsets
@@ -399,17 +449,61 @@ class DriftWorker:
             self._rewind(records)
             self.backoff.wait()
             return
+        if checkpointed.held_back:
+            self._hold_back(checkpointed.held_back, records)
+        outcome = checkpointed.saved
         # Counted once the state is saved: a batch read again after a refused write or a
         # failed publish is not counted twice.
-        self._count(outcome, len(records))
+        saved_records = [record for record in records if record.partition in outcome.last_offsets]
+        self._count(outcome, len(saved_records))
         self.backoff.reset()
-        self.readiness.clear_refused(outcome.last_offsets)
+        self.readiness.clear_stalled(outcome.last_offsets)
+        for partition in outcome.last_offsets:
+            self.hold_backoffs.pop(partition, None)
         for partition, offset in outcome.last_offsets.items():
             claim = self.claims.get(partition)
             if claim is not None:
                 applied = max(offset, claim.applied_offset or -1)  # as the checkpoint saved it
                 self.claims[partition] = PartitionClaim(claim.generation, applied)
-        window.add(outcome, len(records))
+        window.add(outcome, len(saved_records))
+
+    def _hold_back(self, held_back: dict[int, KafkaError], records: list[ConsumerRecord]) -> None:
+        """The broker did not take some of these partitions' alerts or dead letters: pause
+        each for a growing while and read its records again then; the others go on."""
+        assert self.consumer is not None
+        self._rewind([record for record in records if record.partition in held_back])
+        now = time.monotonic()
+        for partition, error in held_back.items():
+            backoff = self.hold_backoffs.setdefault(
+                partition, Backoff(self.settings.retry_backoff_max_s)
+            )
+            wait_s = backoff.step()
+            self.paused_until[partition] = now + wait_s
+            self.consumer.pause(TopicPartition(self.settings.input_topic, partition))
+            error_class = type(error).__name__
+            metrics.PUBLISH_HELD_BACK.labels(error_class).inc()
+            self.readiness.set_stalled(
+                partition, f"alerts or dead letters not published ({error_class})"
+            )
+            log.error(
+                "publish_failed",
+                partition=partition,
+                error_class=error_class,
+                error=str(error),
+                retriable=bool(getattr(error, "retriable", False)),
+                retry_in_s=wait_s,
+                action="holding this partition back (nothing of it saved or committed); "
+                "the other partitions go on",
+            )
+
+    def _resume_held_back(self) -> None:
+        """Resume the held-back partitions whose pause is over."""
+        assert self.consumer is not None
+        now = time.monotonic()
+        for partition, until in list(self.paused_until.items()):
+            if until <= now:
+                del self.paused_until[partition]
+                self.consumer.resume(TopicPartition(self.settings.input_topic, partition))
 
     def _redis_down(self, operation: str, error: Exception, records: list[ConsumerRecord]) -> None:
         """Redis is away: read this batch again after a pause; Kafka keeps our membership."""
@@ -423,9 +517,9 @@ class DriftWorker:
 
     def _count(self, outcome: BatchOutcome, batch_size: int) -> None:
         metrics.EVENTS_IN.inc(batch_size)
-        metrics.EVENTS_SCORED.inc(outcome.scored)
-        metrics.OUTLIERS.inc(outcome.outliers)
-        metrics.REPLAYS_SKIPPED.inc(outcome.skipped_replays)
+        metrics.EVENTS_SCORED.inc(outcome.scored.total())
+        metrics.OUTLIERS.inc(outcome.outliers.total())
+        metrics.REPLAYS_SKIPPED.inc(outcome.skipped_replays.total())
         for reason in outcome.state_resets.values():
             metrics.STATE_RESETS.labels(reason).inc()
         for alert in outcome.alerts:
@@ -458,6 +552,9 @@ class DriftWorker:
         except KafkaError as error:
             self._claim_check_failed(error, records)
             return []
+        except StoreUnavailable as error:
+            self._redis_down("verify_claim", error, records)
+            return []
         if positioned:
             self._rewind(records, keep=positioned)
             return []
@@ -473,7 +570,7 @@ class DriftWorker:
     def _give_up_claim(self, partition: int, reason: str, records: list[ConsumerRecord]) -> None:
         """A state write of this partition was refused: not ready until one succeeds."""
         self.claims.pop(partition, None)
-        self.readiness.set_refused(partition, reason)
+        self.readiness.set_stalled(partition, f"state write refused ({reason})")
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
         self._rewind(records)

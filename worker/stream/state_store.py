@@ -39,9 +39,18 @@ from framedrift.worker.stream.state_codec import StateCodec, UnusableState
 
 log = structlog.get_logger(__name__)
 
-# What redis-py raises when the server cannot be reached or does not answer in time:
-# the one place that knows it. The store turns these into `StoreUnavailable`.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+# What redis-py raises when the server cannot take a request now: unreachable, too slow,
+# a replica during a failover (READONLY, MASTERDOWN), out of memory under `noeviction`
+# (OOM) or busy. The one place that knows it: the store turns these into
+# `StoreUnavailable`, which the worker waits out (not ready, backoff) instead of crashing.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 # KEYS: applied hash, generation hash, source-partitions hash, then one key per source state.
 # ARGV: n, then n quadruples (partition, expected generation, expected applied offset or '',
@@ -244,6 +253,9 @@ class RedisStateStore:
     def __init__(
         self, client: redis.Redis, codec: StateCodec, prefix: str, group_id: str, model_version: str
     ) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            # Blobs are bytes, and a decoded refusal must never pass for a success.
+            raise ValueError("the state store needs a Redis client with decode_responses off")
         self.client = client
         self.codec = codec
         self.namespace = f"{prefix}:{group_id}:{model_version}"
@@ -320,7 +332,9 @@ class RedisStateStore:
             arguments += [source_id, home, self.codec.encode(state, key)]
         with _unavailable_when_redis_is_down():
             result = self._checkpoint(keys=keys, args=arguments)
-        outcome, *detail = (item.decode() if isinstance(item, bytes) else item for item in result)
+        outcome, *detail = (item.decode() for item in result)
+        if outcome == "ok":
+            return
         if outcome == "fenced":
             raise PartitionFenced(topic, int(detail[0]), detail[1])
         if outcome == "applied_moved":
@@ -330,6 +344,7 @@ class RedisStateStore:
             source_id = detail[0]
             attempted = partition_label(topic, source_partitions[source_id])
             raise SourcePartitionConflict(source_id, detail[1], attempted)
+        raise RuntimeError(f"unexpected checkpoint reply from Redis: {result!r}")
 
     def forget_applied(self, topic: str, partition: int, generation: int) -> bool:
         """Drop the partition's applied offset if `generation` still owns it (else False)."""
