@@ -189,9 +189,7 @@ class FakeConsumer:
     A callable among the batches runs in its turn instead, and that poll returns nothing
     (something happening elsewhere between two polls). Once all are handed out it calls
     `when_drained` (a test passes the worker's `stop`). Commits fail with `commit_error`
-    when it is set. A partition's committed offset is its last commit. Every log starts
-    at 0 and ends where `log_ends` says (far away unless set); a partition sought at or
-    past its end delivers nothing, as a broker that waits there would.
+    when it is set. A partition's committed offset is its last commit.
     """
 
     partitions: list[int]
@@ -201,7 +199,6 @@ class FakeConsumer:
     commits: list[dict[int, int]] = field(default_factory=list)  # partition -> next offset
     seeks: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
     paused: set[int] = field(default_factory=set)
-    log_ends: dict[int, int] = field(default_factory=dict)  # partition -> end (default: far)
     listener: ConsumerRebalanceListener | None = None
     assigned: bool = False
     closed: bool = False
@@ -223,8 +220,6 @@ class FakeConsumer:
             return {}
         polled: dict[TopicPartition, list[ConsumerRecord]] = {}
         for record in batch:
-            if self._waiting_beyond_log_end(record.partition):
-                continue
             polled.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
         return polled
 
@@ -233,18 +228,6 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))
-
-    def _waiting_beyond_log_end(self, partition: int) -> bool:
-        """Sought at or past the log's end, the consumer gets nothing (Tansu waits there)."""
-        sought = [offset for p, offset in self.seeks if p == partition]
-        end = self.log_ends.get(partition)
-        return bool(sought) and end is not None and sought[-1] >= end
-
-    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: self.log_ends.get(tp.partition, 1 << 62) for tp in partitions}
-
-    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        self.seeks.extend((tp.partition, 0) for tp in partitions)  # every log starts at 0 here
 
     def pause(self, *partitions: TopicPartition) -> None:
         self.paused |= {tp.partition for tp in partitions}

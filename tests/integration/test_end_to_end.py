@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from kafka import KafkaProducer
 
 from framedrift.producers.events import image_event_record
 from framedrift.producers.stream import StreamPlan, sequence_of
@@ -119,3 +120,29 @@ def test_bad_records_go_to_the_dead_letter_topic_and_valid_ones_still_count(
     assert dict(first.headers)["trace"] == b"abc", "original headers are kept"
     assert dict(first.headers)["dlq_source_topic"].decode() == stack.input_topic
     assert stack.counts_in_redis() == sent
+
+
+def test_a_record_too_large_for_the_dead_letter_topic_is_dead_lettered_without_its_value(
+    stack: Stack, stream_images
+) -> None:
+    """A record far over FRAMEDRIFT_MAX_RECORD_BYTES is larger than the worker's producer
+    sends (`max_request_size`): its dead letter goes out without the value, the size in a
+    header, and the partition moves on instead of failing the same publish forever."""
+    huge = 1_500_000  # above 2 x 65,536 + 1 MiB, what the worker's producer accepts
+    producer = KafkaProducer(
+        bootstrap_servers=stack.servers.bootstrap_servers, acks="all", max_request_size=4 << 20
+    )
+    producer.send(stack.input_topic, key=b"camera-000", value=b"x" * huge)
+    producer.flush()
+    producer.close()
+    sent = stack.produce(StreamPlan(sources=2, events_per_source=100, seed=4), stream_images)
+    worker = stack.start_worker(FRAMEDRIFT_MAX_RECORD_BYTES="65536")
+    stack.wait_until_committed(sum(sent.values()) + 1, timeout=90)
+
+    (dead,) = stack.read_topic(stack.dead_letter_topic, expected=1)
+    headers = dict(dead.headers)
+    assert dead.value is None
+    assert headers["dlq_value_omitted_bytes"] == str(huge).encode()
+    assert headers["dlq_error_class"] == b"RecordTooLarge"
+    assert stack.counts_in_redis() == sent
+    assert worker.process.poll() is None

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from framedrift.deploy.local_servers import LocalServers, free_port
 from framedrift.producers.stream import StreamPlan
@@ -146,3 +147,54 @@ def test_sigterm_finishes_the_batch_commits_and_leaves(stack: Stack, stream_imag
     stack.start_worker()
     stack.wait_until_committed(total)
     assert stack.counts_in_redis() == sent
+
+
+def test_redis_refusing_writes_out_of_memory_or_read_only_is_waited_out(
+    own_servers: LocalServers, model_path: Path, tmp_path: Path, stream_images
+) -> None:
+    """OOM under `noeviction`, then READONLY (the server demoted to a replica, as during a
+    failover): the worker stays up, not ready, commits nothing, and counts every event
+    once when Redis takes writes again."""
+    stack = make_stack(own_servers, model_path, tmp_path)
+    port = free_port()
+    worker = stack.start_worker(
+        FRAMEDRIFT_HEALTH_PORT=str(port), FRAMEDRIFT_RETRY_BACKOFF_MAX_S="1"
+    )
+    before = stack.produce(StreamPlan(sources=3, events_per_source=100, seed=71), stream_images)
+    stack.wait_until_committed(sum(before.values()))
+    client = redis.Redis.from_url(own_servers.redis_url)
+    sent = [before]
+    refusals = {
+        "OOM": (
+            lambda: client.config_set("maxmemory", "1"),
+            lambda: client.config_set("maxmemory", "0"),
+        ),
+        "READONLY": (
+            lambda: client.execute_command("REPLICAOF", "127.0.0.1", str(free_port())),
+            lambda: client.execute_command("REPLICAOF", "NO", "ONE"),
+        ),
+    }
+    client.config_set("maxmemory-policy", "noeviction")
+    for seed, (refuse, accept) in enumerate(refusals.values()):
+        committed_before = sum(stack.committed().values())
+        refuse()
+        sent.append(
+            stack.produce(
+                StreamPlan(sources=3, events_per_source=40, seed=80 + seed), stream_images
+            )
+        )
+        time.sleep(4)
+        assert worker.process.poll() is None, "the worker died on a refused write"
+        assert sum(stack.committed().values()) == committed_before, "committed without state"
+        status, body = http_get(port, "/readyz")
+        assert status == 503 and "redis" in body
+        accept()
+        stack.wait_until_committed(committed_before + sum(sent[-1].values()))
+
+    totals: dict[str, int] = {}
+    for batch in sent:
+        for source, events in batch.items():
+            totals[source] = totals.get(source, 0) + events
+    assert stack.counts_in_redis() == totals
+    assert metric(port, "framedrift_redis_errors_total") >= 2
+    assert http_get(port, "/readyz")[0] == 200

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -165,10 +165,10 @@ class DriftWorker:
         """
         assert self.consumer is not None
         topic = self.settings.input_topic
-        positioned = self._check_log_ends(self.unverified)
+        positioned = set()
         for partition in sorted(self.unverified):
             claim = self.claims.get(partition)
-            if claim is None or claim.applied_offset is not None or partition in positioned:
+            if claim is None or claim.applied_offset is not None:
                 continue
             tp = TopicPartition(topic, partition)
             committed = self.consumer.committed(tp)
@@ -208,39 +208,6 @@ class DriftWorker:
         )
         return True
 
-    def _check_log_ends(self, partitions: Iterable[int]) -> set[int]:
-        """An applied offset at or past the end of its partition's log: the topic was
-        recreated or truncated since (the record that offset names is gone). Forget it
-        and read the new log from its start; returns the partitions moved.
-
-        Asked of the broker, so it holds for brokers that report an offset out of range
-        (Kafka: the consumer starts over, see `_check_resumed_positions`) and for those
-        that wait at it (Tansu) alike, for a new claim and for a running worker.
-        """
-        assert self.consumer is not None
-        topic = self.settings.input_topic
-        claimed = {
-            partition: self.claims[partition]
-            for partition in partitions
-            if partition in self.claims and self.claims[partition].applied_offset is not None
-        }
-        if not claimed:
-            return set()
-        ends = self.consumer.end_offsets([TopicPartition(topic, p) for p in claimed])
-        moved = set()
-        for partition, claim in claimed.items():
-            tp = TopicPartition(topic, partition)
-            end = ends.get(tp)
-            assert claim.applied_offset is not None
-            if end is None or end > claim.applied_offset:
-                continue
-            if self._forget_applied(partition, claim, log_end=end):
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self._give_up_claim(partition, "fenced", [])
-            moved.add(partition)
-        return moved
-
     def _check_resumed_positions(self, records: list[ConsumerRecord]) -> bool:
         """A claim sought to applied offset + 1; a first record below that means the broker
         had no such offset and the consumer started over at the log's start (what Kafka
@@ -265,18 +232,6 @@ class DriftWorker:
             else:
                 del self.resumed_at[partition]
         return True
-
-    def _check_running_log_ends(self) -> None:
-        """`_check_log_ends` for every claimed partition, now and then (a topic can be
-        recreated under a running worker); a failed check waits for the next time."""
-        try:
-            self._check_log_ends(list(self.claims))
-        except KafkaError as error:
-            metrics.KAFKA_ERRORS.labels("log_end").inc()
-            log.warning("log_end_check_failed", error=str(error))
-        except StoreUnavailable as error:
-            metrics.REDIS_ERRORS.labels("forget_applied").inc()
-            log.warning("redis_unavailable", step="forget_applied", error=str(error))
 
     def _connect(self) -> None:
         """Create the Kafka clients, waiting for the brokers as long as it takes."""
@@ -344,7 +299,6 @@ class DriftWorker:
                 if records:
                     self._handle(records, checkpointer, window)
                 if time.monotonic() - window.started >= self.settings.stats_interval_s:
-                    self._check_running_log_ends()
                     self._log_throughput(window)
                     window = Throughput()
         finally:
