@@ -127,10 +127,11 @@ def _print_calibration(calibration: Calibration) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from framedrift.worker.model.artifact import ModelArtifact
+    from framedrift.worker.stream.assembly import recalibrated
 
     settings = _settings()
     path = args.model or settings.model_path
-    artifact = ModelArtifact.load(path).recalibrated(settings.detector_parameters())
+    artifact = recalibrated(ModelArtifact.load(path), settings)
     _save(artifact, path)
     print(f"wrote {path}")
     _print_calibration(artifact.calibration)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 
 from framedrift.worker.detection.calibration import (
+    CalibrationRefused,
+    calibrate,
     clean_stream_rows,
     fitted_threshold,
+    max_ert,
     threshold_for_rate,
 )
 from framedrift.worker.detection.cusum import Cusum, ErrorCusum, cusum_episodes
@@ -103,3 +109,48 @@ def test_a_cusum_threshold_is_fitted_with_the_cap_it_will_run_with(
     uncapped, _ = ErrorCusum.clean_episodes(reference, rows, PARAMETERS)
     assert threshold_for_rate(capped, rate * events) == pytest.approx(fitted, rel=1e-4)
     assert threshold_for_rate(uncapped, rate * events) != pytest.approx(fitted, rel=1e-3)
+
+
+def test_thresholds_rise_with_the_ert_up_to_what_the_simulation_carries(
+    reference: ReferenceProfile,
+) -> None:
+    """A higher ERT asks for fewer false alarms: every threshold must rise with it, also
+    past the rates the simulation can show, where the tail is extrapolated (the first
+    version read those off the last simulated alarm: 10^8 and 10^9 got one threshold,
+    lower than 10^7's)."""
+    simulated = 200_000
+    erts = [10**3, 10**4, 10**5, 10**6, 10**7]
+    assert max_ert(simulated) >= erts[-1]
+    thresholds = [
+        calibrate(reference, dataclasses.replace(PARAMETERS, ert=ert), simulated).thresholds
+        for ert in erts
+    ]
+    for name in thresholds[0]:
+        series = [each[name] for each in thresholds]
+        assert all(low < high for low, high in itertools.pairwise(series)), (
+            name,
+            series,
+        )
+
+
+def test_an_ert_beyond_what_the_simulation_carries_is_refused_naming_the_ert(
+    reference: ReferenceProfile,
+) -> None:
+    simulated = 200_000
+    with pytest.raises(CalibrationRefused, match="lower the ERT") as refused:
+        calibrate(
+            reference, dataclasses.replace(PARAMETERS, ert=100 * max_ert(simulated)), simulated
+        )
+    assert refused.value.parameter == "ert"
+
+
+def test_the_extrapolated_tail_agrees_with_a_simulation_that_reaches_it(
+    reference: ReferenceProfile,
+) -> None:
+    """Where it can be checked: a CUSUM threshold extrapolated from a tenth of the events
+    is within a few percent of the one fitted where the full simulation sees the rate."""
+    rows = clean_stream_rows(len(reference.scores), streams=200, seed=3)
+    rate = 1 / 2_000_000  # 1 expected episode in all rows: extrapolated from the tenth
+    full = fitted_threshold(ErrorCusum, reference, rows, PARAMETERS, rate * 20)
+    tenth = fitted_threshold(ErrorCusum, reference, rows[:20], PARAMETERS, rate * 20)
+    assert tenth == pytest.approx(full, rel=0.05)

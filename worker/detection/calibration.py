@@ -36,6 +36,13 @@ How:
    clean stream seldom reaches twice the threshold: at the usual run times it does
    not move at all, and even at an ERT of 50 events it moves by 0.3%).
 
+6. Past what the simulation can show (a per-source ERT of 10^9 asks for one episode in
+   5·10^9 events of each detector, where 10^7 are simulated), the threshold is
+   extrapolated along the fitted tail, never read off the last simulated alarm (which
+   would make every high ERT the same threshold, and a lower one than a moderate ERT
+   gets). How far that may go is bounded (`MAX_EXTRAPOLATION`); beyond it the
+   calibration refuses and says which ERT it can set.
+
 The result travels in the model artifact, with the parameters it holds for; a worker
 whose settings differ recalibrates at start-up (deterministic, a few seconds).
 """
@@ -58,9 +65,27 @@ from framedrift.worker.detection.registry import CALIBRATED_DETECTORS
 STREAM_LENGTH = 10_000  # events per simulated stream: ten windows, so burn-in is small
 TRUTH_SPREAD = 2.0  # how much farther from the baseline a clean truth may sit than sampling puts it
 ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event: measure it, do not tune it
+# Point 6: the tail fit wants this many episodes at least (Poisson noise ~ 1/sqrt(n)) and
+# extrapolates at most this factor below them: 10 episodes -> 0.001 expected episodes,
+# which 10 million simulated events stretch to a per-source ERT of 5·10^9.
+MIN_FITTED_EPISODES = 10.0
+MAX_EXTRAPOLATION = 1e4
 # Point 5: a threshold whose refit moves it less than this fraction has settled.
 REFIT_TOLERANCE = 1e-4
 MAX_REFITS = 5
+
+
+class CalibrationRefused(ValueError):
+    """These parameters cannot be calibrated honestly; `parameter` names the one to change
+    (a `DetectorParameters` field, which the settings map to their variable)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class ExtrapolationTooFar(ValueError):
+    """A false-alarm rate beyond what the simulated tail can be trusted to say."""
 
 
 @dataclass(frozen=True)
@@ -95,16 +120,25 @@ def calibrate(
     adwin_alarms = Adwin.clean_alarms(profile.scores.error[adwin_rows], parameters)
     budget = 1.0 / parameters.ert - adwin_alarms / adwin_rows.size
     if budget <= 0.5 / parameters.ert:
-        raise ValueError(
+        raise CalibrationRefused(
+            "adwin_delta",
             f"ADWIN alone (delta {parameters.adwin_delta}) raised {adwin_alarms} false alarms "
             f"in {adwin_rows.size} clean events, over half the budget of ERT {parameters.ert}; "
-            "lower adwin_delta"
+            "lower the ADWIN delta",
         )
     detector_rate = budget / len(CALIBRATED_DETECTORS)
-    thresholds = {
-        detector.name: fitted_threshold(detector, profile, rows, parameters, detector_rate)
-        for detector in CALIBRATED_DETECTORS
-    }
+    try:
+        thresholds = {
+            detector.name: fitted_threshold(detector, profile, rows, parameters, detector_rate)
+            for detector in CALIBRATED_DETECTORS
+        }
+    except ExtrapolationTooFar as error:
+        raise CalibrationRefused(
+            "ert",
+            f"ERT {parameters.ert:g}: {error}. {rows.size:,} clean events were simulated, "
+            f"which carry an ERT up to about {max_ert(rows.size):.1g}: lower the ERT or "
+            "simulate more events",
+        ) from None
     return Calibration(
         parameters=parameters,
         thresholds=thresholds,
@@ -114,6 +148,12 @@ def calibrate(
         simulated_events=int(rows.size),
         seconds=time.perf_counter() - started,
     )
+
+
+def max_ert(simulated_events: int) -> float:
+    """The highest ERT a calibration on this many simulated events can set (point 6)."""
+    fewest_trusted = MIN_FITTED_EPISODES / MAX_EXTRAPOLATION
+    return simulated_events / fewest_trusted / len(CALIBRATED_DETECTORS)
 
 
 def clean_stream_rows(baseline_size: int, streams: int, seed: int) -> np.ndarray:
@@ -154,9 +194,16 @@ def fitted_threshold(
 def threshold_for_rate(episodes: EpisodeCounts, target: float) -> float:
     """The threshold at which `target` episodes are expected, smoothing the noisy tail.
 
-    log(episodes) is close to linear in the threshold over a short range, so it is
-    fitted on the thresholds giving between 1/3 and 30 times the target, weighted by
-    the counts (Poisson), and solved for the target.
+    log(episodes) is close to linear in the threshold over the upper tail (for a CUSUM
+    the run length grows exponentially with its threshold, by Siegmund's approximation;
+    a windowed test's statistic has a tail at most as heavy as exponential). So the
+    counts are fitted, weighted by the counts (Poisson), on the thresholds giving
+    between 1/3 and 30 times the target, and solved for the target. A target below
+    `MIN_FITTED_EPISODES` cannot be seen in the simulation: the fit then takes the
+    measured tail, `MIN_FITTED_EPISODES` to 30 times that, and extrapolates, at most
+    `MAX_EXTRAPOLATION` below the fewest episodes it fitted (else `ExtrapolationTooFar`).
+    Where the true tail falls faster than exponential (a KS statistic's is Gaussian) the
+    extrapolated threshold errs high: fewer false alarms than asked, never more.
     """
     candidates = np.unique(np.concatenate([episodes.starts, episodes.ends]))
     candidates = candidates[np.isfinite(candidates)]
@@ -165,10 +212,18 @@ def threshold_for_rate(episodes: EpisodeCounts, target: float) -> float:
     # Far below the usual level a statistic rarely goes, so it rarely crosses upward
     # there either: only the upper tail, above the busiest threshold, is wanted.
     upper_tail = grid >= grid[np.argmax(counts)]
-    near = upper_tail & (counts >= target / 3.0) & (counts <= target * 30.0)
+    lowest = max(target / 3.0, MIN_FITTED_EPISODES)
+    near = upper_tail & (counts >= lowest) & (counts <= max(target, MIN_FITTED_EPISODES) * 30.0)
+    if target * MAX_EXTRAPOLATION < MIN_FITTED_EPISODES:
+        raise ExtrapolationTooFar(
+            f"a false-alarm rate this low needs the tail {MIN_FITTED_EPISODES / target:.0f} times "
+            f"below the fewest episodes simulated; at most {MAX_EXTRAPOLATION:.0f} is trusted"
+        )
     if near.sum() >= 10:
         slope, intercept = np.polyfit(grid[near], np.log(counts[near]), 1, w=np.sqrt(counts[near]))
         if slope < 0:
             return float((np.log(target) - intercept) / slope)
-    # Too few episodes to fit: the smallest threshold whose count is at or below target.
-    return float(grid[np.argmax(upper_tail & (counts <= target))])
+    raise ExtrapolationTooFar(
+        f"the simulation's tail holds too few episodes to fit ({int(counts[upper_tail].max())} "
+        "at most)"
+    )

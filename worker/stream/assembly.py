@@ -12,8 +12,9 @@ from functools import partial
 import redis
 import structlog
 
+from framedrift.worker.detection.calibration import CalibrationRefused
 from framedrift.worker.model.artifact import ModelArtifact
-from framedrift.worker.ops.settings import Settings
+from framedrift.worker.ops.settings import ENV_PREFIX, Settings, SettingsError
 from framedrift.worker.stream.decoding import DecodingLimits
 from framedrift.worker.stream.kafka_clients import connect_kafka
 from framedrift.worker.stream.pipeline import BatchProcessor
@@ -58,7 +59,7 @@ def calibrated_artifact(settings: Settings) -> ModelArtifact:
             wanted=parameters.to_dict(),
             hint="`framedrift calibrate` stores a calibration in the model file",
         )
-        artifact = artifact.recalibrated(parameters)
+        artifact = recalibrated(artifact, settings)
     calibration = artifact.calibration
     log.info(
         "calibration",
@@ -67,3 +68,13 @@ def calibrated_artifact(settings: Settings) -> ModelArtifact:
         adwin_false_alarms=f"{calibration.adwin_alarms}/{calibration.adwin_events}",
     )
     return artifact
+
+
+def recalibrated(artifact: ModelArtifact, settings: Settings) -> ModelArtifact:
+    """The artifact calibrated for these settings, or a SettingsError naming the setting
+    that cannot be honoured (an ERT beyond what the simulation can show, an ADWIN delta
+    that spends the budget alone)."""
+    try:
+        return artifact.recalibrated(settings.detector_parameters())
+    except CalibrationRefused as error:
+        raise SettingsError(f"{ENV_PREFIX}{error.parameter.upper()}: {error}") from None
