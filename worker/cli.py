@@ -138,6 +138,35 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(args: argparse.Namespace) -> int:
+    from framedrift.worker.detection.calibration import (
+        SECONDS_PER_DAY,
+        SIMULATED_EVENTS,
+        fleet_ert,
+        max_ert,
+    )
+
+    events_per_day = args.sources * args.fps * SECONDS_PER_DAY
+    ert = fleet_ert(args.sources, args.fps, args.alarms_per_day)
+    print(
+        f"{args.sources:,} sources x {args.fps:g} frames/s x {SECONDS_PER_DAY:,} s/day"
+        f" = {events_per_day:,.0f} events a day"
+    )
+    print(
+        f"{events_per_day:,.0f} events a day / {args.alarms_per_day:g} false alarms a day"
+        f" = one false alarm per {ert:,.0f} events of each source"
+    )
+    print(f"each clean source: one false alarm every {ert / args.fps / SECONDS_PER_DAY:,.1f} days")
+    ceiling = max_ert(SIMULATED_EVENTS)
+    if ert > ceiling:
+        raise UsageError(
+            f"budget: an ERT of {ert:.3g} is beyond what the calibration can set "
+            f"(about {ceiling:.2g}); allow more false alarms a day"
+        )
+    print(f"FRAMEDRIFT_ERT={ert:.0f}")
+    return 0
+
+
 def _produce(args: argparse.Namespace) -> int:
     from framedrift.producers import cli as producer_cli
     from framedrift.producers.datasets import DatasetError
@@ -201,6 +230,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def _add_delegated(commands: argparse._SubParsersAction, name: str) -> None:
     handler, description = DELEGATED_COMMANDS[name]
     delegated = commands.add_parser(name, help=description, add_help=False)
@@ -242,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", type=Path, default=None, help="default: FRAMEDRIFT_MODEL_PATH"
     )
     calibrate.set_defaults(handler=_calibrate)
+
+    budget = commands.add_parser(
+        "budget", help="the per-source FRAMEDRIFT_ERT for a fleet's false alarms a day"
+    )
+    budget.add_argument("--sources", type=_positive_int, required=True, help="cameras")
+    budget.add_argument("--fps", type=_positive_float, required=True, help="frames a second each")
+    budget.add_argument(
+        "--alarms-per-day", type=_positive_float, required=True, help="for the whole fleet"
+    )
+    budget.set_defaults(handler=_budget)
 
     _add_delegated(commands, "produce")
 

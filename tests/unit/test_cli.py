@@ -203,3 +203,20 @@ def test_schema_into_a_path_that_is_a_file_names_it(
     assert f"cannot write the schemas into {not_a_folder}" in _the_one_error_line(
         capsys.readouterr().err
     )
+
+
+def test_budget_turns_a_fleet_budget_into_the_per_source_ert(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["budget", "--sources", "1000", "--fps", "5", "--alarms-per-day", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "432,000,000 events a day" in printed
+    assert printed.strip().endswith("FRAMEDRIFT_ERT=432000000")
+
+
+def test_budget_beyond_what_calibration_can_set_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments = ["budget", "--sources", "10000", "--fps", "25", "--alarms-per-day", "0.5"]
+    assert main(arguments) == 2
+    assert "beyond what the calibration can set" in capsys.readouterr().err

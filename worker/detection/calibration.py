@@ -62,6 +62,7 @@ from framedrift.worker.detection.protocol import CalibratedDetector
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.registry import CALIBRATED_DETECTORS
 
+SIMULATED_EVENTS = 10_000_000  # clean events simulated per calibration: 3 to 10 s on 2 cores
 STREAM_LENGTH = 10_000  # events per simulated stream: ten windows, so burn-in is small
 TRUTH_SPREAD = 2.0  # how much farther from the baseline a clean truth may sit than sampling puts it
 ADWIN_MEASURED_EVENTS = 1_000_000  # river's ADWIN runs per event: measure it, do not tune it
@@ -109,7 +110,7 @@ class Calibration:
 def calibrate(
     profile: ReferenceProfile,
     parameters: DetectorParameters,
-    simulated_events: int = 10_000_000,
+    simulated_events: int = SIMULATED_EVENTS,
     seed: int = 0,
 ) -> Calibration:
     """Thresholds for `parameters`, from clean streams resampled out of the baseline scores."""
@@ -148,6 +149,21 @@ def calibrate(
         simulated_events=int(rows.size),
         seconds=time.perf_counter() - started,
     )
+
+
+SECONDS_PER_DAY = 86_400
+
+
+def fleet_ert(sources: int, frames_per_second: float, alarms_per_day: float) -> float:
+    """The per-source ERT that gives a whole fleet `alarms_per_day` false alarms a day.
+
+    Each clean source alarms once per ERT of its own events, independently of the
+    others, so the fleet's false alarms a day are its events a day over the ERT.
+
+    >>> f"{fleet_ert(sources=1000, frames_per_second=5, alarms_per_day=1):.3g}"
+    '4.32e+08'
+    """
+    return sources * frames_per_second * SECONDS_PER_DAY / alarms_per_day
 
 
 def max_ert(simulated_events: int) -> float:
