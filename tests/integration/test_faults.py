@@ -31,12 +31,18 @@ def own_servers() -> Iterator[LocalServers]:
         yield servers
 
 
-def make_stack(servers: LocalServers, model_path: Path, tmp_path: Path) -> Stack:
-    stack = Stack(servers, model_path, tmp_path)
-    servers.create_topics(
+@pytest.fixture
+def own_stack(own_servers: LocalServers, model_path: Path, tmp_path: Path) -> Iterator[Stack]:
+    """A stack on this test's own servers; its workers are killed when the test ends, also
+    when it fails, so none is left waiting for servers that are gone."""
+    stack = Stack(own_servers, model_path, tmp_path)
+    own_servers.create_topics(
         {stack.input_topic: PARTITIONS, stack.alerts_topic: 1, stack.dead_letter_topic: 1}
     )
-    return stack
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -60,9 +66,9 @@ def metric(port: int, name: str) -> float:
 
 
 def test_redis_down_for_ten_seconds_mid_stream_loses_and_doubles_nothing(
-    own_servers: LocalServers, model_path: Path, tmp_path: Path, stream_images
+    own_servers: LocalServers, own_stack: Stack, stream_images
 ) -> None:
-    stack = make_stack(own_servers, model_path, tmp_path)
+    stack = own_stack
     port = free_port()
     plan = StreamPlan(sources=4, events_per_source=1500, rate=400.0, seed=21)
     sent: dict[str, int] = {}
@@ -118,6 +124,7 @@ def test_worker_started_before_the_broker_waits_for_it(
             assert stack.counts_in_redis() == sent
             assert worker.terminate() == 0
         finally:
+            stack.stop_all()
             servers.stop_all()
 
 
@@ -150,12 +157,12 @@ def test_sigterm_finishes_the_batch_commits_and_leaves(stack: Stack, stream_imag
 
 
 def test_redis_refusing_writes_out_of_memory_or_read_only_is_waited_out(
-    own_servers: LocalServers, model_path: Path, tmp_path: Path, stream_images
+    own_servers: LocalServers, own_stack: Stack, stream_images
 ) -> None:
     """OOM under `noeviction`, then READONLY (the server demoted to a replica, as during a
     failover): the worker stays up, not ready, commits nothing, and counts every event
     once when Redis takes writes again."""
-    stack = make_stack(own_servers, model_path, tmp_path)
+    stack = own_stack
     port = free_port()
     worker = stack.start_worker(
         FRAMEDRIFT_HEALTH_PORT=str(port), FRAMEDRIFT_RETRY_BACKOFF_MAX_S="1"
@@ -198,3 +205,4 @@ def test_redis_refusing_writes_out_of_memory_or_read_only_is_waited_out(
     assert stack.counts_in_redis() == totals
     assert metric(port, "framedrift_redis_errors_total") >= 2
     assert http_get(port, "/readyz")[0] == 200
+    assert worker.terminate() == 0
