@@ -1,0 +1,135 @@
+"""A source against its own normal: quiet while nothing changes or light drifts slowly,
+an alarm within a few frames of an abrupt change, naming the signal that moved."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from framedrift.worker.detection.frame_quality import FrameQuality, FrameSignals
+from framedrift.worker.detection.own_normal import (
+    OwnNormal,
+    OwnNormalParameters,
+    SignalChange,
+    false_alarm_probability,
+)
+from framedrift.worker.detection.plain_state import StateFields
+
+PARAMETERS = OwnNormalParameters(ert=1_000_000)
+NORMAL = FrameSignals(
+    focus=0.8,
+    brightness=120.0,
+    highlights_clipped=0.0,
+    shadows_crushed=0.01,
+    contrast=50.0,
+    red_cast=0.02,
+    blue_cast=-0.03,
+    noise=2.0,
+)
+
+
+class Camera:
+    """Frames of one still scene with sensor noise: signals jitter by about 1%, the
+    thumbnail is the scene plus fresh noise each frame."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.scene = self.rng.uniform(40, 200, size=(48, 64))
+
+    def frame(
+        self, light: float = 1.0, frozen: np.ndarray | None = None, **moved: float
+    ) -> tuple[FrameQuality, float]:
+        jitter = {
+            name: value * (1 + 0.01 * self.rng.standard_normal())
+            for name, value in dataclasses.asdict(NORMAL).items()
+        }
+        jitter["brightness"] *= light
+        signals = FrameSignals(**{**jitter, **moved})
+        if frozen is not None:
+            return FrameQuality(signals, frozen), 1.0
+        noisy = self.scene * light + self.rng.normal(0, 2.0, self.scene.shape)
+        thumbnail = np.clip(noisy, 0, 255).astype(np.uint8)
+        return FrameQuality(signals, thumbnail), 1.0 + 0.02 * self.rng.standard_normal()
+
+
+def run(
+    normal: OwnNormal, frames: list[tuple[FrameQuality, float]]
+) -> list[tuple[int, SignalChange]]:
+    return [(i, change) for i, frame in enumerate(frames) for change in normal.observe(*frame)]
+
+
+def test_a_still_camera_and_a_slow_change_of_light_stay_quiet() -> None:
+    camera = Camera(seed=1)
+    frames = [camera.frame() for _ in range(1_500)]
+    # Then the light falls by half over 4,000 frames, as fast as dusk falls in a day of
+    # 20,000 frames: daylight, not a fault.
+    frames += [camera.frame(light=1.0 - 0.5 * i / 4_000) for i in range(4_000)]
+    assert run(OwnNormal(parameters=PARAMETERS), frames) == []
+
+
+def test_a_sudden_loss_of_light_alarms_within_the_required_frames_naming_brightness() -> None:
+    camera = Camera(seed=2)
+    onset = PARAMETERS.warmup_frames + 300
+    frames = [camera.frame() for _ in range(onset)]
+    frames += [camera.frame(light=0.5) for _ in range(50)]
+
+    alarms = run(OwnNormal(parameters=PARAMETERS), frames)
+
+    brightness = [(i, change) for i, change in alarms if change.signal == "brightness"]
+    assert brightness, alarms
+    first, change = brightness[0]
+    assert first - onset < PARAMETERS.beyond
+    assert change.direction == "down" and change.deviation_sd < -10
+    assert all(i >= onset for i, _ in alarms), "alarmed before the fault"
+
+
+def test_a_frozen_picture_alarms_on_frame_change() -> None:
+    camera = Camera(seed=3)
+    onset = PARAMETERS.warmup_frames + 100
+    frames = [camera.frame() for _ in range(onset)]
+    stuck = frames[-1][0].thumbnail
+    frames += [camera.frame(frozen=stuck) for _ in range(30)]
+
+    alarms = run(OwnNormal(parameters=PARAMETERS), frames)
+
+    assert [(change.signal, change.direction) for _, change in alarms] == [("frame_change", "down")]
+
+
+def test_nothing_is_tested_during_warm_up() -> None:
+    camera = Camera(seed=4)
+    normal = OwnNormal(parameters=PARAMETERS)
+    for _ in range(PARAMETERS.warmup_frames - 1):
+        assert normal.observe(*camera.frame(light=3.0 if normal.frames % 2 else 0.3)) == []
+        assert normal.warming_up or normal.frames >= PARAMETERS.warmup_frames - PARAMETERS.window
+
+
+def test_a_restored_state_goes_on_exactly_as_the_original() -> None:
+    camera = Camera(seed=5)
+    onset = PARAMETERS.warmup_frames + 50
+    frames = [camera.frame() for _ in range(onset)] + [camera.frame(light=0.4) for _ in range(20)]
+    original = OwnNormal(parameters=PARAMETERS)
+    run(original, frames[: onset - 10])
+    # A deep copy, as the codec's bytes would be: the state shares the detector's arrays.
+    stored = copy.deepcopy(original.to_state())
+    restored = OwnNormal.from_state(StateFields(stored, "own_normal"), PARAMETERS)
+
+    assert run(original, frames[onset - 10 :]) == run(restored, frames[onset - 10 :])
+
+
+@pytest.mark.parametrize(("reference", "window", "beyond"), [(20, 5, 2), (30, 9, 3)])
+def test_the_false_alarm_formula_holds_for_any_distribution(
+    reference: int, window: int, beyond: int
+) -> None:
+    """Exchangeable draws from a skewed distribution: the share of tests with `beyond` of
+    the window outside the reference's range is what the formula says."""
+    rng = np.random.default_rng(6)
+    draws = rng.lognormal(0, 1.5, size=(200_000, reference + window))
+    old, new = draws[:, :reference], draws[:, reference:]
+    above = (new > old.max(axis=1, keepdims=True)).sum(axis=1)
+    below = (new < old.min(axis=1, keepdims=True)).sum(axis=1)
+    measured = np.mean(np.maximum(above, below) >= beyond)
+    expected = false_alarm_probability(reference, window, beyond)
+    assert measured == pytest.approx(expected, rel=0.05)

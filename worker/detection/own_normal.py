@@ -1,0 +1,295 @@
+"""Has this camera changed? Each source against its own recent normal, not the model's.
+
+A fleet's cameras each look at their own scene through their own lens and encoder, so
+the model's baseline says whether a camera is *like the training data* (out of domain),
+not whether it *changed*. This module answers the second question.
+
+The test, per signal (focus, exposure, colour, noise, a frozen picture, a shifted view,
+the reconstruction error): **at least `beyond` of the last `window` frames lie outside
+the range of the source's reference sample**, by more than a materiality floor.
+
+Why this test:
+- **Distribution-free.** Under no change, the window's frames and the reference's are
+  exchangeable, and the chance that the `beyond` largest of all of them are new is
+  `prod_{t<beyond} (window - t) / (reference + window - t)` whatever the signal's
+  distribution (the same below the minimum). So one formula sets `beyond` for the ERT
+  for every source and every signal, at once: no per-source calibration, and 10,000
+  sources start in no time (`required_beyond`).
+- **Fast.** An abrupt fault is outside the range from its first frame: it is seen after
+  `beyond` frames (5 to 8 at the usual ERTs).
+- **Robust.** A passing object moves a few frames, not `beyond` of a window; the floor
+  keeps a real but immaterial wobble (a 1% change of a nearly constant signal) quiet.
+
+The reference is the source's own: during a warm-up it takes every `refresh_every`-th
+frame until it holds `reference_size` (512 frames with the defaults). After that it
+keeps taking them while nothing is alarming, oldest out, so it follows what changes
+slowly (daylight) and the test sees only what changes fast against it. A frame joins
+the reference only once it has left the test window, so a fault's first frames are
+tested before they could ever be taken for normal; while any signal alarms, nothing
+joins. Changes slower than the reference's span (a lens fogging over an hour) are the
+model detectors' to see, not this test's.
+
+Autocorrelated frames are not exchangeable (a cloud darkens a hundred frames in a row):
+there the formula is optimistic, and the floors and the measurement on time-ordered
+camera streams (`framedrift evaluate`) are what keep the false-alarm rate honest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+import numpy as np
+
+from framedrift.worker.detection.frame_quality import (
+    SIGNAL_NAMES as FRAME_SIGNAL_NAMES,
+)
+from framedrift.worker.detection.frame_quality import (
+    THUMBNAIL_LONGEST_SIDE,
+    FrameQuality,
+    displacement,
+    frame_change,
+)
+from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
+
+# The signals a source is watched on, in the order its arrays keep them: the frame's
+# quality signals, then two that compare it with other frames of the source, then the
+# model's reconstruction error.
+WATCHED_SIGNALS: tuple[str, ...] = (*FRAME_SIGNAL_NAMES, "frame_change", "displacement", "error")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """How far outside the reference's range a value must lie to count: `relative` times
+    the reference's median magnitude, plus `absolute`, in the signal's own units."""
+
+    relative: float = 0.0
+    absolute: float = 0.0
+
+    def of(self, reference_median: np.ndarray) -> np.ndarray:
+        return self.relative * np.abs(reference_median) + self.absolute
+
+
+# What counts as material, per signal. Relative where a signal has a scale of its own
+# (light, detail, noise, the error); absolute for fractions and ratios near zero.
+FLOORS: dict[str, Floor] = {
+    "focus": Floor(relative=0.15),
+    "brightness": Floor(relative=0.08, absolute=2.0),
+    "highlights_clipped": Floor(absolute=0.02),
+    "shadows_crushed": Floor(absolute=0.02),
+    "contrast": Floor(relative=0.10, absolute=1.0),
+    "red_cast": Floor(absolute=0.03),
+    "blue_cast": Floor(absolute=0.03),
+    "noise": Floor(relative=0.30, absolute=0.2),
+    # A frozen camera repeats its picture exactly: its change falls to 0, far below the
+    # sensor noise a live one shows frame to frame.
+    "frame_change": Floor(relative=0.5),
+    # Fractions of the frame: a view moved by more than 1% of its size, beyond its jitter.
+    "displacement": Floor(absolute=0.01),
+    "error": Floor(relative=0.10),
+}
+
+
+def false_alarm_probability(reference_size: int, window: int, beyond: int) -> float:
+    """Chance, with no change, that at least `beyond` of `window` new values lie above
+    every one of `reference_size` old ones, or below every one (two-sided), per test.
+
+    The `beyond` largest of all values are new ones with this probability, whatever the
+    distribution, since every order of exchangeable values is equally likely.
+
+    >>> f"{false_alarm_probability(128, 9, 6):.2e}"
+    '2.04e-08'
+    """
+    one_sided = math.prod((window - t) / (reference_size + window - t) for t in range(beyond))
+    return 2.0 * one_sided
+
+
+def required_beyond(reference_size: int, window: int, rate: float) -> int:
+    """The fewest frames of the window that must lie outside the reference's range so
+    that a test raises a false alarm at most `rate` times per frame (one test a frame).
+
+    >>> required_beyond(128, 9, 1 / 1_000_000), required_beyond(128, 9, 1 / 10**10)
+    (5, 8)
+    """
+    for beyond in range(1, window + 1):
+        if false_alarm_probability(reference_size, window, beyond) <= rate:
+            return beyond
+    raise ValueError(
+        f"no count of {window} frames against {reference_size} reference frames reaches a "
+        f"false-alarm rate of {rate:.2g} per frame: a longer window or reference is needed"
+    )
+
+
+@dataclass(frozen=True)
+class OwnNormalParameters:
+    """The shape of the test (module docstring); `ert` is the source's events between
+    false alarms of this question, shared equally by the watched signals."""
+
+    ert: float
+    reference_size: int = 128
+    refresh_every: int = 4
+    window: int = 9
+
+    @property
+    def warmup_frames(self) -> int:
+        """Frames until the first test: the reference filled, then one window."""
+        return self.reference_size * self.refresh_every + self.window
+
+    @property
+    def beyond(self) -> int:
+        rate = 1.0 / (self.ert * len(WATCHED_SIGNALS))
+        return required_beyond(self.reference_size, self.window, rate)
+
+
+@dataclass(frozen=True)
+class SignalChange:
+    """One signal that moved away from the source's normal."""
+
+    signal: str
+    direction: str  # "up" or "down"
+    recent: float  # the median of the test window
+    normal: float  # the reference's median
+    deviation_sd: float  # (recent - normal) in the reference's robust standard deviations
+
+
+@dataclass(kw_only=True)
+class OwnNormal:
+    """A source's own normal and the test against it (module docstring).
+
+    `observe` takes each frame's quality signals, thumbnail and reconstruction error and
+    returns the signals that began to alarm at this frame (one alarm per episode).
+    """
+
+    signals: ClassVar[tuple[str, ...]] = WATCHED_SIGNALS
+
+    parameters: OwnNormalParameters
+    frames: int = 0  # frames observed
+    # (reference_size, signals): the reference sample, a ring once full
+    reference: np.ndarray = field(default=None)  # type: ignore[assignment]
+    reference_count: int = 0  # how many reference rows are filled, up to reference_size
+    reference_next: int = 0  # the row the next reference frame goes to
+    # (window, signals): the last frames, a ring; `frames` says where its oldest row is
+    recent: np.ndarray = field(default=None)  # type: ignore[assignment]
+    alarming: np.ndarray = field(default=None)  # type: ignore[assignment]  # (signals,) bool
+    previous_thumbnail: np.ndarray | None = None  # for frame_change
+    reference_thumbnail: np.ndarray | None = None  # for displacement: the first frame's
+
+    def __post_init__(self) -> None:
+        size, count = self.parameters.reference_size, len(self.signals)
+        if self.reference is None:
+            self.reference = np.zeros((size, count), np.float32)
+        if self.recent is None:
+            self.recent = np.zeros((self.parameters.window, count), np.float32)
+        if self.alarming is None:
+            self.alarming = np.zeros(count, np.bool_)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.reference_count < self.parameters.reference_size
+
+    def observe(self, quality: FrameQuality, error: float) -> list[SignalChange]:
+        """Take one frame; the signals whose alarm starts here (empty while warming up)."""
+        values = self._values(quality, error)
+        window = self.parameters.window
+        row = self.frames % window
+        # The frame `window` frames back leaves the test window for this one: tested
+        # `window` times, it may now join the reference.
+        leaving = self.recent[row].copy() if self.frames >= window else None
+        leaving_index = self.frames - window
+        self.recent[row] = values
+        self.frames += 1
+        changes = [] if self.warming_up or self.frames < window else self._test()
+        joins = leaving_index % self.parameters.refresh_every == 0 and not self.alarming.any()
+        if leaving is not None and joins:
+            self._remember(leaving)
+        return changes
+
+    def _values(self, quality: FrameQuality, error: float) -> np.ndarray:
+        thumb = quality.thumbnail
+        if self.reference_thumbnail is None or self.reference_thumbnail.shape != thumb.shape:
+            self._restart(thumb)
+        assert self.previous_thumbnail is not None and self.reference_thumbnail is not None
+        moved = displacement(thumb, self.reference_thumbnail)
+        pair = [frame_change(thumb, self.previous_thumbnail), math.hypot(moved.dx, moved.dy)]
+        self.previous_thumbnail = thumb
+        return np.array([*quality.signals.as_dict().values(), *pair, error], np.float32)
+
+    def _restart(self, thumb: np.ndarray) -> None:
+        """A first frame, or one of another size (the camera's resolution changed): the
+        old normal says nothing about the new picture; learn it again."""
+        self.frames = self.reference_count = self.reference_next = 0
+        self.reference[:] = 0.0
+        self.recent[:] = 0.0
+        self.alarming[:] = False
+        self.previous_thumbnail = thumb
+        self.reference_thumbnail = thumb
+
+    def _remember(self, values: np.ndarray) -> None:
+        self.reference[self.reference_next] = values
+        self.reference_next = (self.reference_next + 1) % self.parameters.reference_size
+        self.reference_count = min(self.reference_count + 1, self.parameters.reference_size)
+
+    def _test(self) -> list[SignalChange]:
+        normal = np.median(self.reference, axis=0)
+        floors = np.array([FLOORS[name].of(normal[i]) for i, name in enumerate(self.signals)])
+        above = (self.recent > self.reference.max(axis=0) + floors).sum(axis=0)
+        below = (self.recent < self.reference.min(axis=0) - floors).sum(axis=0)
+        positive = np.maximum(above, below) >= self.parameters.beyond
+        starting = positive & ~self.alarming
+        self.alarming = positive
+        if not starting.any():
+            return []
+        recent = np.median(self.recent, axis=0)
+        spread = 1.4826 * np.median(np.abs(self.reference - normal), axis=0)
+        # A signal that never moved in the reference (no clipping, say) has no spread of
+        # its own: its floor stands in for it, so the deviation stays finite.
+        spread = np.maximum(spread, floors / 3.0 + 1e-9)
+        return [
+            SignalChange(
+                signal=self.signals[i],
+                direction="up" if above[i] >= below[i] else "down",
+                recent=float(recent[i]),
+                normal=float(normal[i]),
+                deviation_sd=float((recent[i] - normal[i]) / spread[i]),
+            )
+            for i in np.flatnonzero(starting)
+        ]
+
+    def to_state(self) -> PlainState:
+        state: PlainState = {
+            "frames": int(self.frames),
+            "reference": self.reference,
+            "reference_count": int(self.reference_count),
+            "reference_next": int(self.reference_next),
+            "recent": self.recent,
+            "alarming": self.alarming,
+        }
+        if self.reference_thumbnail is not None and self.previous_thumbnail is not None:
+            state["thumbnail_shape"] = [str(side) for side in self.reference_thumbnail.shape]
+            state["reference_thumbnail"] = self.reference_thumbnail
+            state["previous_thumbnail"] = self.previous_thumbnail
+        return state
+
+    @classmethod
+    def from_state(cls, fields: StateFields, parameters: OwnNormalParameters) -> Self:
+        size, window, count = parameters.reference_size, parameters.window, len(cls.signals)
+        normal = cls(
+            parameters=parameters,
+            frames=fields.integer("frames", low=0),
+            reference=fields.array("reference", np.float32, (size, count)),
+            reference_count=fields.integer("reference_count", low=0, high=size),
+            reference_next=fields.integer("reference_next", low=0, high=size - 1),
+            recent=fields.array("recent", np.float32, (window, count)),
+            alarming=fields.array("alarming", np.bool_, (count,)),
+        )
+        if "thumbnail_shape" in fields.names():
+            sides = fields.texts("thumbnail_shape", 2)
+            if not all(
+                side.isdigit() and 0 < int(side) <= THUMBNAIL_LONGEST_SIDE for side in sides
+            ):
+                raise MalformedState(f"own_normal.thumbnail_shape: {sides}")
+            shape = (int(sides[0]), int(sides[1]))
+            normal.reference_thumbnail = fields.array("reference_thumbnail", np.uint8, shape)
+            normal.previous_thumbnail = fields.array("previous_thumbnail", np.uint8, shape)
+        return normal
