@@ -16,14 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 # 3: `relative_increase` (a fraction) became `error_change_pct` (percent, the unit of the
 #    relative_increase detector's statistic); adwin's statistic is the change of its mean
 #    estimate and its threshold null; `outliers_in_window` and `outliers_seen` added.
-ALERT_SCHEMA_VERSION = 3
+# 4: two questions: `question` (out_of_domain: against the model's baseline; changed:
+#    against the source's own recent normal), the `own_normal` detector and its `changes`.
+ALERT_SCHEMA_VERSION = 4
 # The kind of event, not the document's layout: that is `schema_version`.
 CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
 
-# The worker's detector registry lists the same names (a test compares the two).
+# The worker's detector registry lists the same names, then `own_normal` (a test compares).
 DetectorName = Literal[
-    "error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix", "adwin"
+    "error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix", "adwin", "own_normal"
 ]
+Question = Literal["out_of_domain", "changed"]
 
 
 class AlertEventRef(BaseModel):
@@ -60,17 +63,46 @@ class SignalShift(BaseModel):
     )
 
 
+class SignalChange(BaseModel):
+    """One signal of a `changed` alert: how far it moved from the source's own normal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal: str = Field(
+        description="focus, brightness, highlights_clipped, shadows_crushed, contrast, "
+        "red_cast, blue_cast, noise (of the frame, at an analysis resolution that keeps "
+        "focus), frame_change (against the previous frame: 0 when frozen), displacement (of "
+        "the view against the source's first frame, a fraction of the frame), error (the "
+        "model's reconstruction error)."
+    )
+    direction: Literal["up", "down"]
+    recent: float = Field(description="The signal's median over the test window.")
+    normal: float = Field(description="Its median over the source's reference frames.")
+    deviation_sd: float = Field(
+        description="(recent - normal) in the reference's robust standard deviations: how "
+        "far outside its own normal this camera is."
+    )
+    frames_outside: int = Field(
+        ge=0, description="Frames of the test window outside the reference's range."
+    )
+
+
 class DriftAlert(BaseModel):
     """A detector on one source decided that its data moved away from the baseline."""
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[3] = ALERT_SCHEMA_VERSION
+    schema_version: Literal[4] = ALERT_SCHEMA_VERSION
     alert_id: str = Field(
         description="Deterministic: the same triggering event and detector give the same id, "
         "so a subscriber can drop an alert re-sent after a worker crash."
     )
     source_id: str
+    question: Question = Field(
+        description="out_of_domain: this source's data is unlike what the model was trained "
+        "on (the model's baseline): the model does not cover it. changed: this source moved "
+        "away from its own recent normal (own_normal), whatever its scene."
+    )
     detector: DetectorName
     statistic: float = Field(
         description="What the detector measured when it fired. error_cusum, latent_cusum: "
@@ -78,12 +110,15 @@ class DriftAlert(BaseModel):
         "distance of the error window; relative_increase: the error window mean's increase "
         "over the baseline mean, in percent; latent_mix: the chi-square statistic of the "
         "latent-prototype counts; adwin: how much ADWIN's mean error estimate changed when "
-        "it dropped the older part of its window (the new level minus the old, signed)."
+        "it dropped the older part of its window (the new level minus the old, signed); "
+        "own_normal: the most frames of its test window that one signal had outside the "
+        "range of the source's reference frames."
     )
     threshold: float | None = Field(
         description="What the statistic is compared with: the threshold calibrated to the "
         "configured expected run time; null for adwin, whose bound depends on its "
-        "sub-window sizes."
+        "sub-window sizes; for own_normal, the frames that must be outside (set for the "
+        "expected run time by an exact formula)."
     )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")
     current: WindowStatistics = Field(description="The source's recent errors.")
@@ -99,6 +134,11 @@ class DriftAlert(BaseModel):
         description="error, latent_distance, brightness, contrast, sharpness: each one's "
         "window mean against the baseline. A darkened camera moves brightness, a blurred "
         "one sharpness, new content the latent distance or error with light and focus steady."
+    )
+    changes: list[SignalChange] = Field(
+        default_factory=list,
+        description="For a changed alert: the signals that moved, each against the "
+        "source's own normal; empty for out_of_domain alerts.",
     )
     outliers_in_window: int = Field(
         ge=0,

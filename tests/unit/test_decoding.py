@@ -15,6 +15,7 @@ from framedrift.producers.events import encode_image, image_event_record
 from framedrift.worker.stream.decoding import (
     DecodingLimits,
     ImageTooLarge,
+    ImageTooSmall,
     InvalidEvent,
     InvalidSourceId,
     MalformedEvent,
@@ -66,14 +67,20 @@ def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:
     rgb[..., 0] = 255
     record = image_event_record(rgb, "cam-1", "e1", NOW, "json", "png")
     assert decode_record(b"cam-1", record.value, [], LIMITS).image.shape == (8, 8, 3)
-    pixels = np.full((4, 4), 0.25, dtype=np.float32)
+    pixels = np.full((8, 8), 0.25, dtype=np.float32)
     value = json_event(
         encoding="raw",
         data=base64.b64encode(pixels.tobytes()).decode(),
-        shape=[4, 4],
+        shape=[8, 8],
         dtype="float32",
     )
     np.testing.assert_array_equal(decode_record(b"cam-1", value, [], LIMITS).image, pixels)
+
+
+def test_an_image_smaller_than_8_by_8_is_refused_with_its_size() -> None:
+    record = image_event_record(np.zeros((4, 12), np.uint8), "cam-1", "e1", NOW, "json", "png")
+    with pytest.raises(ImageTooSmall, match="12×4"):
+        decode_record(b"cam-1", record.value, [], LIMITS)
 
 
 BAD_INPUTS = {

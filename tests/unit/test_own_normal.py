@@ -114,7 +114,7 @@ def test_a_restored_state_goes_on_exactly_as_the_original() -> None:
     run(original, frames[: onset - 10])
     # A deep copy, as the codec's bytes would be: the state shares the detector's arrays.
     stored = copy.deepcopy(original.to_state())
-    restored = OwnNormal.from_state(StateFields(stored, "own_normal"), PARAMETERS)
+    restored = OwnNormal.from_state(StateFields(stored, "own_normal"))
 
     assert run(original, frames[onset - 10 :]) == run(restored, frames[onset - 10 :])
 

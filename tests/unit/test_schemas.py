@@ -19,6 +19,7 @@ from framedrift.schemas import DriftAlert, ImageEvent, cloudevents_headers
 from framedrift.schemas.alerts import DetectorName
 from framedrift.schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
 from framedrift.worker.detection.monitor import (
+    OWN_NORMAL,
     DetectorFiring,
     EventRef,
     SourceMonitor,
@@ -142,9 +143,10 @@ def _example_alert_json() -> str:
     stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
     return json.dumps(
         {
-            "schema_version": 3,
+            "schema_version": 4,
             "alert_id": "a",
             "source_id": "s",
+            "question": "out_of_domain",
             "detector": "ks",
             "statistic": 0.5,
             "threshold": 0.2,
@@ -201,7 +203,7 @@ def test_an_error_cusum_alert_says_up_when_the_error_jumps_though_the_window_is_
 
 def test_the_alert_schema_names_exactly_the_detectors_of_the_registry() -> None:
     """`schemas/` imports nothing of the worker, so its list is a copy: this keeps it true."""
-    assert get_args(DetectorName) == DETECTOR_NAMES
+    assert get_args(DetectorName) == (*DETECTOR_NAMES, OWN_NORMAL)
 
 
 def first_alert_of(

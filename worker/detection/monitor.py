@@ -1,4 +1,8 @@
-"""Runs every detector of one source over its stream of scored images."""
+"""Runs every detector of one source over its stream of scored images.
+
+Two questions per source, answered apart: is its data *out of domain* (the registry's
+detectors, against the model's baseline), and has it *changed* (`own_normal.py`,
+against its own recent frames)?"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from framedrift.worker.detection.calibration import Calibration
+from framedrift.worker.detection.frame_quality import FrameQuality
+from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
 from framedrift.worker.detection.parameters import DetectorParameters
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.protocol import Detector, Direction
@@ -74,11 +80,18 @@ class MonitorConfig:
     def threshold(self, detector: str) -> float:
         return self.calibration.thresholds[detector]
 
+    @property
+    def own_normal(self) -> OwnNormalParameters:
+        """The changed question's test, held to the same ERT as the out-of-domain one."""
+        return OwnNormalParameters(ert=float(self.parameters.ert))
+
     @cached_property
     def fingerprint(self) -> str:
         """Identifies the detectors, parameters and thresholds a stored state was built with."""
         identity = (
             tuple(detector.name for detector in DETECTORS),
+            OwnNormal.signals,
+            self.own_normal,
             sorted(self.parameters.to_dict().items()),
             sorted(self.calibration.thresholds.items()),
             self.reference.prototypes,
@@ -86,9 +99,16 @@ class MonitorConfig:
         return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
+# The question each firing answers; alerts carry it.
+OUT_OF_DOMAIN = "out_of_domain"
+CHANGED = "changed"
+# The detector name of the changed question's firings (`own_normal.py`).
+OWN_NORMAL = "own_normal"
+
+
 @dataclass(frozen=True)
 class DetectorFiring:
-    detector: str  # one of registry.DETECTOR_NAMES
+    detector: str  # one of registry.DETECTOR_NAMES, or OWN_NORMAL
     statistic: float
     threshold: float | None  # None where the detector's bound is not one number (ADWIN)
     trigger: EventRef
@@ -96,6 +116,12 @@ class DetectorFiring:
     # ADWIN). Otherwise the alert compares the window mean with the baseline, which
     # lags: at a CUSUM alarm a few events into a drift, the window is still mostly clean.
     direction: Direction | None = None
+    # For OWN_NORMAL: the signals that moved away from the source's own normal.
+    changes: tuple[SignalChange, ...] = ()
+
+    @property
+    def question(self) -> str:
+        return CHANGED if self.detector == OWN_NORMAL else OUT_OF_DOMAIN
 
 
 @dataclass
@@ -105,6 +131,7 @@ class SourceState:
     config_fingerprint: str
     stats: RunningStats
     window: EventWindow
+    own_normal: OwnNormal
     detectors: dict[str, Detector] = field(default_factory=dict)  # name -> detector, in run order
     outliers: int = 0  # images whose error was above the outlier threshold, since first seen
 
@@ -115,6 +142,7 @@ class SourceState:
             config_fingerprint=config.fingerprint,
             stats=RunningStats(),
             window=EventWindow(parameters.window_size),
+            own_normal=OwnNormal(parameters=config.own_normal),
             detectors={
                 detector.name: detector.build(parameters, thresholds, config.reference)
                 for detector in DETECTORS
@@ -127,6 +155,7 @@ class SourceState:
             "config_fingerprint": self.config_fingerprint,
             "stats": self.stats.to_state(),
             "window": self.window.to_state(),
+            "own_normal": self.own_normal.to_state(),
             "detectors": {name: detector.to_state() for name, detector in self.detectors.items()},
             "outliers": int(self.outliers),
         }
@@ -143,6 +172,7 @@ class SourceState:
             config_fingerprint=fields.text("config_fingerprint"),
             stats=RunningStats.from_state(fields.part("stats")),
             window=EventWindow.from_state(fields.part("window")),
+            own_normal=OwnNormal.from_state(fields.part("own_normal")),
             detectors={
                 detector.name: detector.from_state(detector_states.part(detector.name))
                 for detector in DETECTORS
@@ -158,7 +188,11 @@ class SourceMonitor:
         self.config = config
         self.state = state
 
-    def update(self, image: ScoredImage, event: EventRef) -> list[DetectorFiring]:
+    def update(
+        self, image: ScoredImage, event: EventRef, quality: FrameQuality | None = None
+    ) -> list[DetectorFiring]:
+        """One image: every detector's firings. With the frame's `quality` signals, the
+        changed question runs too (a stream of dataset images has no frames to compare)."""
         state, reference = self.state, self.config.reference
         state.stats.update(image.error)
         state.outliers += image.error > self.config.outlier_threshold
@@ -173,4 +207,15 @@ class SourceMonitor:
                         name, detector.statistic, detector.threshold, event, detector.direction
                     )
                 )
+        if quality is not None:
+            changes = state.own_normal.observe(quality, image.error)
+            if changes:
+                firings.append(self._changed(changes, event))
         return firings
+
+    def _changed(self, changes: list[SignalChange], event: EventRef) -> DetectorFiring:
+        """The changed question's firing: its statistic is the most frames of the test
+        window outside the reference's range, its threshold the count that must be."""
+        outside = max(change.frames_outside for change in changes)
+        beyond = float(self.state.own_normal.parameters.beyond)
+        return DetectorFiring(OWN_NORMAL, float(outside), beyond, event, None, tuple(changes))

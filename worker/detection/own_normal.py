@@ -151,6 +151,7 @@ class SignalChange:
     recent: float  # the median of the test window
     normal: float  # the reference's median
     deviation_sd: float  # (recent - normal) in the reference's robust standard deviations
+    frames_outside: int  # frames of the test window outside the reference's range
 
 
 @dataclass(kw_only=True)
@@ -252,12 +253,18 @@ class OwnNormal:
                 recent=float(recent[i]),
                 normal=float(normal[i]),
                 deviation_sd=float((recent[i] - normal[i]) / spread[i]),
+                frames_outside=int(max(above[i], below[i])),
             )
             for i in np.flatnonzero(starting)
         ]
 
     def to_state(self) -> PlainState:
+        parameters = self.parameters
         state: PlainState = {
+            "ert": float(parameters.ert),
+            "reference_size": int(parameters.reference_size),
+            "refresh_every": int(parameters.refresh_every),
+            "window": int(parameters.window),
             "frames": int(self.frames),
             "reference": self.reference,
             "reference_count": int(self.reference_count),
@@ -272,7 +279,13 @@ class OwnNormal:
         return state
 
     @classmethod
-    def from_state(cls, fields: StateFields, parameters: OwnNormalParameters) -> Self:
+    def from_state(cls, fields: StateFields) -> Self:
+        parameters = OwnNormalParameters(
+            ert=fields.number("ert"),
+            reference_size=fields.integer("reference_size", low=1, high=4096),
+            refresh_every=fields.integer("refresh_every", low=1),
+            window=fields.integer("window", low=1, high=1024),
+        )
         size, window, count = parameters.reference_size, parameters.window, len(cls.signals)
         normal = cls(
             parameters=parameters,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from framedrift.schemas.alerts import AlertEventRef, DriftAlert, SignalShift, WindowStatistics
+from framedrift.schemas.alerts import (
+    AlertEventRef,
+    DriftAlert,
+    SignalChange,
+    SignalShift,
+    WindowStatistics,
+)
 from framedrift.worker.detection.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
 from framedrift.worker.detection.relative_increase import percent_change
 from framedrift.worker.detection.scores import SIGNALS
@@ -60,6 +66,7 @@ def build_alert(
             source_id, firing.detector, firing.trigger.partition, firing.trigger.offset
         ),
         source_id=source_id,
+        question=firing.question,  # type: ignore[arg-type]
         detector=firing.detector,  # type: ignore[arg-type]
         statistic=firing.statistic,
         threshold=firing.threshold,
@@ -76,6 +83,17 @@ def build_alert(
         error_change_pct=float(percent_change(current_mean, reference_mean)),
         direction=firing.direction or ("up" if current_mean >= reference_mean else "down"),
         signals=signals,
+        changes=[
+            SignalChange(
+                signal=change.signal,
+                direction=change.direction,  # type: ignore[arg-type]
+                recent=change.recent,
+                normal=change.normal,
+                deviation_sd=change.deviation_sd,
+                frames_outside=change.frames_outside,
+            )
+            for change in firing.changes
+        ],
         outliers_in_window=int((errors > config.outlier_threshold).sum()),
         outliers_seen=state.outliers,
         window_first_event=_event_ref(first),

@@ -26,6 +26,7 @@ from framedrift.schemas.events import (
     ImageEvent,
     ImagePayload,
 )
+from framedrift.worker.detection.frame_quality import MIN_SIDE
 
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
 
@@ -52,6 +53,10 @@ class UndecodableImage(InvalidEvent):
 
 class ImageTooLarge(InvalidEvent):
     """More pixels than allowed: protects the worker from decompression bombs."""
+
+
+class ImageTooSmall(InvalidEvent):
+    """Fewer than `MIN_SIDE` pixels a side: too small for the frame-quality signals."""
 
 
 class UnexpectedDecodingError(InvalidEvent):
@@ -190,6 +195,16 @@ def _decode_binary(
 
 def decode_image(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> np.ndarray:
     """Encoded bytes -> pixel array, with the size checked before any pixel is decoded."""
+    pixels = _decode_pixels(data, payload, limits)
+    if min(pixels.shape[:2]) < MIN_SIDE:
+        raise ImageTooSmall(
+            f"image is {pixels.shape[1]}×{pixels.shape[0]}, framedrift reads {MIN_SIDE}×{MIN_SIDE} "
+            "and larger"
+        )
+    return pixels
+
+
+def _decode_pixels(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> np.ndarray:
     if not data:
         raise UndecodableImage("image data is empty")
     if payload.encoding == "raw":

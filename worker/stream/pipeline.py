@@ -16,6 +16,7 @@ import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.schemas.alerts import DriftAlert
+from framedrift.worker.detection.frame_quality import frame_signals
 from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
@@ -41,6 +42,14 @@ class SourceOnAnotherPartition(InvalidEvent):
     """The record's source lives on another partition (its recorded home): two owners of
     one source would overwrite each other's state, so records from elsewhere are refused.
     Causes: a producer with another partitioner, a grown partition count, two topics."""
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """A decoded image as 0-255 bytes, as the frame-quality signals read it (raw float32
+    images come in [0, 1])."""
+    if image.dtype == np.uint8:
+        return image
+    return np.rint(image * 255.0).astype(np.uint8)
 
 
 class ImageScorer(Protocol):
@@ -161,6 +170,7 @@ class BatchProcessor:
 
         scores = self.scorer.score([event.image for _, event in decoded])
         images = scored_images(scores, self.config.reference)
+        qualities = [frame_signals(as_uint8(event.image)) for _, event in decoded]
         is_outlier = scores.error > self.config.outlier_threshold
         for (record, _), outlier in zip(decoded, is_outlier, strict=True):
             outcome.scored[record.partition] += 1
@@ -221,7 +231,7 @@ class BatchProcessor:
                 position = EventRef(
                     event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                 )
-                for firing in monitor.update(images[index], position):
+                for firing in monitor.update(images[index], position, qualities[index]):
                     outcome.alerts.append(
                         build_alert(source_id, firing, state, self.config, self.model_version)
                     )
