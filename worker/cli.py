@@ -140,6 +140,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _budget(args: argparse.Namespace) -> int:
     from framedrift.worker.detection.calibration import (
+        QUESTIONS,
         SECONDS_PER_DAY,
         SIMULATED_EVENTS,
         fleet_ert,
@@ -153,10 +154,11 @@ def _budget(args: argparse.Namespace) -> int:
         f" = {events_per_day:,.0f} events a day"
     )
     print(
-        f"{events_per_day:,.0f} events a day / {args.alarms_per_day:g} false alarms a day"
-        f" = one false alarm per {ert:,.0f} events of each source"
+        f"{QUESTIONS} questions x {events_per_day:,.0f} events a day / {args.alarms_per_day:g}"
+        f" false alarms a day = one false alarm per {ert:,.0f} events of each source and question"
     )
-    print(f"each clean source: one false alarm every {ert / args.fps / SECONDS_PER_DAY:,.1f} days")
+    days = ert / args.fps / SECONDS_PER_DAY
+    print(f"each clean source: one false alarm of each question every {days:,.1f} days")
     ceiling = max_ert(SIMULATED_EVENTS)
     if ert > ceiling:
         raise UsageError(

@@ -211,7 +211,7 @@ def test_budget_turns_a_fleet_budget_into_the_per_source_ert(
     assert main(["budget", "--sources", "1000", "--fps", "5", "--alarms-per-day", "1"]) == 0
     printed = capsys.readouterr().out
     assert "432,000,000 events a day" in printed
-    assert printed.strip().endswith("FRAMEDRIFT_ERT=432000000")
+    assert printed.strip().endswith("FRAMEDRIFT_ERT=864000000")
 
 
 def test_budget_beyond_what_calibration_can_set_is_refused(

@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     ert: int = Field(
         100_000,
         ge=1_000,
-        description="Expected events between false alarms on a clean source, all detectors "
-        "together; every threshold is calibrated to it.",
+        description="Expected events between false alarms on a clean source, per question "
+        "(out of domain, changed); every threshold is set to it.",
     )
     window_size: int = Field(
         200, ge=10, description="W: events in the KS and relative-increase windows."
