@@ -140,6 +140,16 @@ class DriftAlert(BaseModel):
         description="For a changed alert: the signals that moved, each against the "
         "source's own normal; empty for out_of_domain alerts.",
     )
+    tiles: list[str] = Field(
+        default_factory=list,
+        description="For a changed alert: the tiles of a 4×4 grid over the frame whose "
+        "reconstruction error moved (tile_r0c0 top left to tile_r3c3 bottom right).",
+    )
+    extent: Literal["local", "global"] | None = Field(
+        None,
+        description="For a changed alert where tiles moved: local when at most half of "
+        "them did (a smudge, an occlusion), global otherwise (defocus, exposure).",
+    )
     outliers_in_window: int = Field(
         ge=0,
         description="Events of the current window whose error is above the baseline quantile "

@@ -20,7 +20,7 @@ from kafka.structs import OffsetAndMetadata
 
 from framedrift.producers.events import image_event_record
 from framedrift.worker.detection.monitor import SourceState
-from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.scores import TILE_NAMES, FrameScores
 from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import (
@@ -85,11 +85,13 @@ class FakeScorer:
         self.rng = rng
         self.errors = deque(errors) if errors is not None else None
 
-    def score(self, images: Sequence[np.ndarray]) -> ImageScores:
+    def score_frames(self, images: Sequence[np.ndarray]) -> FrameScores:
         scores = synthetic_scores(self.rng, len(images))
-        if self.errors is None:
-            return scores
-        return replace(scores, error=np.array([self.errors.popleft() for _ in images]))
+        if self.errors is not None:
+            scores = replace(scores, error=np.array([self.errors.popleft() for _ in images]))
+        # Every tile as bad as the whole image, give or take 2%.
+        spread = 1.0 + 0.02 * self.rng.standard_normal((len(images), len(TILE_NAMES)))
+        return FrameScores(scores, scores.error[:, None] * spread)
 
 
 class FlakyStore(InMemoryStateStore):

@@ -17,6 +17,7 @@ from framedrift.worker.detection.own_normal import (
     false_alarm_probability,
 )
 from framedrift.worker.detection.plain_state import StateFields
+from framedrift.worker.detection.scores import TILE_NAMES
 
 PARAMETERS = OwnNormalParameters(ert=1_000_000)
 NORMAL = FrameSignals(
@@ -40,23 +41,31 @@ class Camera:
         self.scene = self.rng.uniform(40, 200, size=(48, 64))
 
     def frame(
-        self, light: float = 1.0, frozen: np.ndarray | None = None, **moved: float
-    ) -> tuple[FrameQuality, float]:
+        self,
+        light: float = 1.0,
+        frozen: np.ndarray | None = None,
+        tiles_scaled: dict[int, float] | None = None,
+        **moved: float,
+    ) -> tuple[FrameQuality, float, np.ndarray]:
         jitter = {
             name: value * (1 + 0.01 * self.rng.standard_normal())
             for name, value in dataclasses.asdict(NORMAL).items()
         }
         jitter["brightness"] *= light
         signals = FrameSignals(**{**jitter, **moved})
+        tiles = 1.0 + 0.02 * self.rng.standard_normal(len(TILE_NAMES))
+        for tile, scale in (tiles_scaled or {}).items():
+            tiles[tile] *= scale
+        error = float(tiles.mean())
         if frozen is not None:
-            return FrameQuality(signals, frozen), 1.0
+            return FrameQuality(signals, frozen), error, tiles
         noisy = self.scene * light + self.rng.normal(0, 2.0, self.scene.shape)
         thumbnail = np.clip(noisy, 0, 255).astype(np.uint8)
-        return FrameQuality(signals, thumbnail), 1.0 + 0.02 * self.rng.standard_normal()
+        return FrameQuality(signals, thumbnail), error, tiles
 
 
 def run(
-    normal: OwnNormal, frames: list[tuple[FrameQuality, float]]
+    normal: OwnNormal, frames: list[tuple[FrameQuality, float, np.ndarray]]
 ) -> list[tuple[int, SignalChange]]:
     return [(i, change) for i, frame in enumerate(frames) for change in normal.observe(*frame)]
 
@@ -96,6 +105,20 @@ def test_a_frozen_picture_alarms_on_frame_change() -> None:
     alarms = run(OwnNormal(parameters=PARAMETERS), frames)
 
     assert [(change.signal, change.direction) for _, change in alarms] == [("frame_change", "down")]
+
+
+def test_a_local_change_names_its_tiles_only() -> None:
+    """A smudge in the top left corner: two tiles' error doubles, the rest stay put."""
+    camera = Camera(seed=7)
+    onset = PARAMETERS.warmup_frames + 100
+    frames = [camera.frame() for _ in range(onset)]
+    frames += [camera.frame(tiles_scaled={0: 2.0, 1: 2.0}) for _ in range(30)]
+
+    alarms = run(OwnNormal(parameters=PARAMETERS), frames)
+
+    named = {change.signal for _, change in alarms}
+    assert {"tile_r0c0", "tile_r0c1"} <= named
+    assert not {name for name in named if name.startswith("tile_")} - {"tile_r0c0", "tile_r0c1"}
 
 
 def test_nothing_is_tested_during_warm_up() -> None:

@@ -53,3 +53,13 @@ def test_chunked_scoring_equals_one_pass(scorer: Scorer) -> None:
     chunked = score_inputs(scorer.model, scorer.latent_map, inputs, chunk=8)  # last chunk: 1
     assert np.array_equal(whole.error, chunked.error)
     assert np.array_equal(whole.latent_distance, chunked.latent_distance)
+
+
+def test_the_tiles_errors_average_to_the_image_error(scorer: Scorer) -> None:
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(5)]
+    images[0][:7, :7] = 255  # a white top-left tile: its error differs from the rest
+    scored = scorer.score_frames(images)
+    assert scored.tile_errors.shape == (5, 16)
+    np.testing.assert_allclose(scored.tile_errors.mean(axis=1), scored.scores.error, rtol=1e-6)
+    assert scored.tile_errors[0, 0] != pytest.approx(scored.tile_errors[0, 1:].mean(), rel=0.01)

@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.frame_quality import FrameQuality
 from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
@@ -189,10 +191,13 @@ class SourceMonitor:
         self.state = state
 
     def update(
-        self, image: ScoredImage, event: EventRef, quality: FrameQuality | None = None
+        self,
+        image: ScoredImage,
+        event: EventRef,
+        frame: tuple[FrameQuality, np.ndarray] | None = None,
     ) -> list[DetectorFiring]:
-        """One image: every detector's firings. With the frame's `quality` signals, the
-        changed question runs too (a stream of dataset images has no frames to compare)."""
+        """One image: every detector's firings. With the `frame`'s quality signals and
+        per-tile errors, the changed question runs too."""
         state, reference = self.state, self.config.reference
         state.stats.update(image.error)
         state.outliers += image.error > self.config.outlier_threshold
@@ -207,8 +212,8 @@ class SourceMonitor:
                         name, detector.statistic, detector.threshold, event, detector.direction
                     )
                 )
-        if quality is not None:
-            changes = state.own_normal.observe(quality, image.error)
+        if frame is not None:
+            changes = state.own_normal.observe(frame[0], image.error, frame[1])
             if changes:
                 firings.append(self._changed(changes, event))
         return firings

@@ -5,8 +5,9 @@ the model's baseline says whether a camera is *like the training data* (out of d
 not whether it *changed*. This module answers the second question.
 
 The test, per signal (focus, exposure, colour, noise, a frozen picture, a shifted view,
-the reconstruction error): **at least `beyond` of the last `window` frames lie outside
-the range of the source's reference sample**, by more than a materiality floor.
+the reconstruction error, whole and per tile of a 4×4 grid): **at least `beyond` of the
+last `window` frames lie outside the range of the source's reference sample**, by more
+than a materiality floor.
 
 Why this test:
 - **Distribution-free.** Under no change, the window's frames and the reference's are
@@ -52,11 +53,18 @@ from framedrift.worker.detection.frame_quality import (
     frame_change,
 )
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
+from framedrift.worker.detection.scores import TILE_NAMES
 
 # The signals a source is watched on, in the order its arrays keep them: the frame's
 # quality signals, then two that compare it with other frames of the source, then the
-# model's reconstruction error.
-WATCHED_SIGNALS: tuple[str, ...] = (*FRAME_SIGNAL_NAMES, "frame_change", "displacement", "error")
+# model's reconstruction error, whole and per tile.
+WATCHED_SIGNALS: tuple[str, ...] = (
+    *FRAME_SIGNAL_NAMES,
+    "frame_change",
+    "displacement",
+    "error",
+    *TILE_NAMES,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ FLOORS: dict[str, Floor] = {
     # Fractions of the frame: a view moved by more than 1% of its size, beyond its jitter.
     "displacement": Floor(absolute=0.01),
     "error": Floor(relative=0.10),
+    **{tile: Floor(relative=0.10) for tile in TILE_NAMES},
 }
 
 
@@ -189,9 +198,11 @@ class OwnNormal:
     def warming_up(self) -> bool:
         return self.reference_count < self.parameters.reference_size
 
-    def observe(self, quality: FrameQuality, error: float) -> list[SignalChange]:
+    def observe(
+        self, quality: FrameQuality, error: float, tile_errors: np.ndarray
+    ) -> list[SignalChange]:
         """Take one frame; the signals whose alarm starts here (empty while warming up)."""
-        values = self._values(quality, error)
+        values = self._values(quality, error, tile_errors)
         window = self.parameters.window
         row = self.frames % window
         # The frame `window` frames back leaves the test window for this one: tested
@@ -206,7 +217,7 @@ class OwnNormal:
             self._remember(leaving)
         return changes
 
-    def _values(self, quality: FrameQuality, error: float) -> np.ndarray:
+    def _values(self, quality: FrameQuality, error: float, tile_errors: np.ndarray) -> np.ndarray:
         thumb = quality.thumbnail
         if self.reference_thumbnail is None or self.reference_thumbnail.shape != thumb.shape:
             self._restart(thumb)
@@ -214,7 +225,8 @@ class OwnNormal:
         moved = displacement(thumb, self.reference_thumbnail)
         pair = [frame_change(thumb, self.previous_thumbnail), math.hypot(moved.dx, moved.dy)]
         self.previous_thumbnail = thumb
-        return np.array([*quality.signals.as_dict().values(), *pair, error], np.float32)
+        frame = [*quality.signals.as_dict().values(), *pair, error]
+        return np.concatenate([np.array(frame, np.float32), tile_errors.astype(np.float32)])
 
     def _restart(self, thumb: np.ndarray) -> None:
         """A first frame, or one of another size (the camera's resolution changed): the

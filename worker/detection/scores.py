@@ -18,6 +18,24 @@ import numpy as np
 SIGNALS = ("error", "latent_distance", "brightness", "contrast", "sharpness")
 
 
+# Where in the frame: each image's reconstruction error on a TILE_GRID × TILE_GRID grid,
+# so that a change can be told local (a smudge, an occlusion: a few tiles) or global
+# (defocus, exposure: all of them). Row by row from the top left.
+TILE_GRID = 4
+TILE_NAMES: tuple[str, ...] = tuple(
+    f"tile_r{row}c{column}" for row in range(TILE_GRID) for column in range(TILE_GRID)
+)
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """What the worker's scorer returns for a batch: the model's per-image signals, and
+    each image's error per tile (images × `len(TILE_NAMES)`)."""
+
+    scores: ImageScores
+    tile_errors: np.ndarray
+
+
 @dataclass(frozen=True)
 class ImageScores:
     """Per-image signals of a set of images, one array entry per image."""

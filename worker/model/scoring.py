@@ -6,21 +6,29 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional
 
-from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.scores import TILE_GRID, FrameScores, ImageScores
 from framedrift.worker.model.autoencoder import ConvAutoencoder, reconstruction_error
 from framedrift.worker.model.image_stats import image_statistics
 from framedrift.worker.model.latent import LatentMap
 from framedrift.worker.model.preprocessing import Preprocessing, to_model_input
 
 
-@torch.inference_mode()
 def score_inputs(
     model: ConvAutoencoder, latent_map: LatentMap, inputs: torch.Tensor, chunk: int = 512
 ) -> ImageScores:
     """Scores of prepared model inputs (N, C, H, W), in chunks of `chunk` images."""
+    return score_frames(model, latent_map, inputs, chunk).scores
+
+
+@torch.inference_mode()
+def score_frames(
+    model: ConvAutoencoder, latent_map: LatentMap, inputs: torch.Tensor, chunk: int = 512
+) -> FrameScores:
+    """Scores and per-tile errors of prepared model inputs (N, C, H, W), in chunks."""
     model.eval()
-    parts = []
+    parts, tiles = [], []
     for part in inputs.split(chunk):
         if len(part) == 1:
             # PyTorch's CPU convolution takes another path for a batch of one, whose
@@ -39,7 +47,16 @@ def score_inputs(
                 **{name: value.double().numpy() for name, value in statistics.items()},
             )
         )
-    return ImageScores.concatenate(parts)
+        tiles.append(tile_errors(reconstructions, part))
+    return FrameScores(ImageScores.concatenate(parts), np.concatenate(tiles))
+
+
+def tile_errors(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """Each image's reconstruction error per tile of a `TILE_GRID` grid (images × tiles):
+    the same per-pixel loss as `reconstruction_error`, averaged over each tile."""
+    per_pixel = functional.binary_cross_entropy(reconstructions, images, reduction="none")
+    pooled = functional.adaptive_avg_pool2d(per_pixel.mean(dim=1, keepdim=True), TILE_GRID)
+    return pooled.flatten(start_dim=1).double().numpy()
 
 
 class Scorer:
@@ -59,5 +76,9 @@ class Scorer:
         self.preprocessing = preprocessing
 
     def score(self, images: Sequence[np.ndarray]) -> ImageScores:
+        return self.score_frames(images).scores
+
+    def score_frames(self, images: Sequence[np.ndarray]) -> FrameScores:
+        """Decoded images -> their scores and per-tile errors, one forward pass."""
         inputs = to_model_input(images, self.preprocessing)
-        return score_inputs(self.model, self.latent_map, inputs, chunk=max(1, len(images)))
+        return score_frames(self.model, self.latent_map, inputs, chunk=max(1, len(images)))

@@ -24,7 +24,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
-from framedrift.worker.detection.scores import ImageScores
+from framedrift.worker.detection.scores import FrameScores
 from framedrift.worker.stream.alerts import build_alert
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
@@ -53,9 +53,10 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
 
 
 class ImageScorer(Protocol):
-    """Decoded images -> their per-image signals, one model call (`model.scoring.Scorer`)."""
+    """Decoded images -> their per-image signals and per-tile errors, one model call
+    (`model.scoring.Scorer`)."""
 
-    def score(self, images: Sequence[np.ndarray]) -> ImageScores: ...
+    def score_frames(self, images: Sequence[np.ndarray]) -> FrameScores: ...
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ class BatchProcessor:
         if not decoded:
             return outcome
 
-        scores = self.scorer.score([event.image for _, event in decoded])
+        scored = self.scorer.score_frames([event.image for _, event in decoded])
+        scores = scored.scores
         images = scored_images(scores, self.config.reference)
         qualities = [frame_signals(as_uint8(event.image)) for _, event in decoded]
         is_outlier = scores.error > self.config.outlier_threshold
@@ -231,7 +233,8 @@ class BatchProcessor:
                 position = EventRef(
                     event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                 )
-                for firing in monitor.update(images[index], position, qualities[index]):
+                frame = (qualities[index], scored.tile_errors[index])
+                for firing in monitor.update(images[index], position, frame):
                     outcome.alerts.append(
                         build_alert(source_id, firing, state, self.config, self.model_version)
                     )
