@@ -18,6 +18,7 @@ from framedrift.worker.detection.own_normal import (
 )
 from framedrift.worker.detection.plain_state import StateFields
 from framedrift.worker.detection.scores import TILE_NAMES
+from tests.detector_fixtures import synthetic_config
 
 PARAMETERS = OwnNormalParameters(ert=1_000_000)
 NORMAL = FrameSignals(
@@ -156,3 +157,10 @@ def test_the_false_alarm_formula_holds_for_any_distribution(
     measured = np.mean(np.maximum(above, below) >= beyond)
     expected = false_alarm_probability(reference, window, beyond)
     assert measured == pytest.approx(expected, rel=0.05)
+
+
+def test_the_warm_up_setting_sets_how_far_the_reference_reaches_back() -> None:
+    config = dataclasses.replace(synthetic_config(), warmup_frames=2048)
+    assert config.own_normal.refresh_every == 16
+    assert config.own_normal.warmup_frames == 2048 + config.own_normal.window
+    assert config.fingerprint != synthetic_config().fingerprint

@@ -19,6 +19,7 @@ from framedrift.worker.ops.settings import Settings, SettingsError, settings_fro
         ("FRAMEDRIFT_CUSUM_SLACK", "-1"),
         ("FRAMEDRIFT_STATE_HMAC_KEY", "short"),
         ("FRAMEDRIFT_LOG_FORMAT", "xml"),
+        ("FRAMEDRIFT_WARMUP_FRAMES", "500"),
     ],
 )
 def test_bad_value_names_its_variable(

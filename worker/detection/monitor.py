@@ -74,6 +74,7 @@ class MonitorConfig:
     calibration: Calibration
     reference: ReferenceProfile
     outlier_threshold: float  # an error above this baseline quantile counts as an outlier
+    warmup_frames: int = 512  # frames a source's own normal takes before its first test
 
     @property
     def parameters(self) -> DetectorParameters:
@@ -84,8 +85,12 @@ class MonitorConfig:
 
     @property
     def own_normal(self) -> OwnNormalParameters:
-        """The changed question's test, held to the same ERT as the out-of-domain one."""
-        return OwnNormalParameters(ert=float(self.parameters.ert))
+        """The changed question's test, held to the same ERT as the out-of-domain one; its
+        reference spans the warm-up."""
+        return OwnNormalParameters(
+            ert=float(self.parameters.ert),
+            refresh_every=max(1, self.warmup_frames // OwnNormalParameters.reference_size),
+        )
 
     @cached_property
     def fingerprint(self) -> str:

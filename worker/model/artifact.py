@@ -100,10 +100,14 @@ class ModelArtifact:
     def reference_profile(self) -> ReferenceProfile:
         return self.baseline.profile
 
-    def monitor_config(self, outlier_quantile: float) -> MonitorConfig:
-        """What every source's detectors run with: this model's calibration and baseline."""
+    def monitor_config(self, outlier_quantile: float, warmup_frames: int = 512) -> MonitorConfig:
+        """What every source's detectors run with: this model's calibration and baseline,
+        and how long a source's own normal warms up."""
         return MonitorConfig(
-            self.calibration, self.reference_profile(), self.baseline.quantile(outlier_quantile)
+            self.calibration,
+            self.reference_profile(),
+            self.baseline.quantile(outlier_quantile),
+            warmup_frames,
         )
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:

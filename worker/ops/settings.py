@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         description="Expected events between false alarms on a clean source, per question "
         "(out of domain, changed); every threshold is set to it.",
     )
+    warmup_frames: int = Field(
+        512,
+        ge=128,
+        le=131_072,
+        multiple_of=128,
+        description="Frames each source takes to learn its own normal before the changed "
+        "question tests it (a multiple of 128: every warmup/128-th frame joins its "
+        "128-frame reference, which then spans this many frames).",
+    )
     window_size: int = Field(
         200, ge=10, description="W: events in the KS and relative-increase windows."
     )

@@ -39,7 +39,7 @@ def build_worker(settings: Settings) -> DriftWorker:
     processor = BatchProcessor(
         artifact.scorer(settings.torch_threads),
         store,
-        artifact.monitor_config(settings.outlier_quantile),
+        artifact.monitor_config(settings.outlier_quantile, settings.warmup_frames),
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,
     )
