@@ -164,3 +164,24 @@ def test_the_warm_up_setting_sets_how_far_the_reference_reaches_back() -> None:
     assert config.own_normal.refresh_every == 16
     assert config.own_normal.warmup_frames == 2048 + config.own_normal.window
     assert config.fingerprint != synthetic_config().fingerprint
+
+
+def test_a_change_that_comes_and_goes_frame_by_frame_stays_one_alarm() -> None:
+    """Each frame dark by chance, two in three: the count outside the range hovers around
+    the required one. The alarm lasts until no frame of the window is outside, so it
+    pages once, and no dark frame joins the reference meanwhile (it would make the fault
+    the new normal)."""
+    camera = Camera(seed=8)
+    normal = OwnNormal(parameters=PARAMETERS)
+    run(normal, [camera.frame() for _ in range(PARAMETERS.warmup_frames + 100)])
+    brightness = OwnNormal.signals.index("brightness")
+    dark = np.random.default_rng(9).random(300) < 0.65
+    pages, still_alarming = 0, []
+    for is_dark in dark:
+        changes = normal.observe(*camera.frame(light=0.5 if is_dark else 1.0))
+        pages += any(change.signal == "brightness" for change in changes)
+        if pages:
+            still_alarming.append(bool(normal.alarming[brightness]))
+
+    assert pages == 1 and all(still_alarming)
+    assert normal.reference[:, brightness].min() > 100, "a dark frame joined the reference"

@@ -51,6 +51,7 @@ from framedrift.worker.detection.frame_quality import (
     FrameQuality,
     displacement,
     frame_change,
+    phase_spectrum,
 )
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.scores import TILE_NAMES
@@ -184,6 +185,13 @@ class OwnNormal:
     alarming: np.ndarray = field(default=None)  # type: ignore[assignment]  # (signals,) bool
     previous_thumbnail: np.ndarray | None = None  # for frame_change
     reference_thumbnail: np.ndarray | None = None  # for displacement: the first frame's
+    # Derived from the fields above, kept between frames, never stored: the reference's
+    # median, range and floors change only when a frame joins it, and the reference
+    # thumbnail's spectrum not at all.
+    _summary: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _reference_spectrum: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         size, count = self.parameters.reference_size, len(self.signals)
@@ -222,10 +230,12 @@ class OwnNormal:
         if self.reference_thumbnail is None or self.reference_thumbnail.shape != thumb.shape:
             self._restart(thumb)
         assert self.previous_thumbnail is not None and self.reference_thumbnail is not None
-        moved = displacement(thumb, self.reference_thumbnail)
+        if self._reference_spectrum is None:
+            self._reference_spectrum = phase_spectrum(self.reference_thumbnail)
+        moved = displacement(thumb, self.reference_thumbnail, self._reference_spectrum)
         pair = [frame_change(thumb, self.previous_thumbnail), math.hypot(moved.dx, moved.dy)]
         self.previous_thumbnail = thumb
-        frame = [*quality.signals.as_dict().values(), *pair, error]
+        frame = [*(getattr(quality.signals, name) for name in FRAME_SIGNAL_NAMES), *pair, error]
         return np.concatenate([np.array(frame, np.float32), tile_errors.astype(np.float32)])
 
     def _restart(self, thumb: np.ndarray) -> None:
@@ -237,20 +247,31 @@ class OwnNormal:
         self.alarming[:] = False
         self.previous_thumbnail = thumb
         self.reference_thumbnail = thumb
+        self._summary = self._reference_spectrum = None
 
     def _remember(self, values: np.ndarray) -> None:
         self.reference[self.reference_next] = values
         self.reference_next = (self.reference_next + 1) % self.parameters.reference_size
         self.reference_count = min(self.reference_count + 1, self.parameters.reference_size)
+        self._summary = None
+
+    def _reference_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per signal: the reference's median, lowest and highest value, and the floor."""
+        if self._summary is None:
+            normal = np.median(self.reference, axis=0)
+            floors = np.array([FLOORS[name].of(normal[i]) for i, name in enumerate(self.signals)])
+            self._summary = (normal, self.reference.min(axis=0), self.reference.max(axis=0), floors)
+        return self._summary
 
     def _test(self) -> list[SignalChange]:
-        normal = np.median(self.reference, axis=0)
-        floors = np.array([FLOORS[name].of(normal[i]) for i, name in enumerate(self.signals)])
-        above = (self.recent > self.reference.max(axis=0) + floors).sum(axis=0)
-        below = (self.recent < self.reference.min(axis=0) - floors).sum(axis=0)
-        positive = np.maximum(above, below) >= self.parameters.beyond
-        starting = positive & ~self.alarming
-        self.alarming = positive
+        normal, lowest, highest, floors = self._reference_summary()
+        above = (self.recent > highest + floors).sum(axis=0)
+        below = (self.recent < lowest - floors).sum(axis=0)
+        outside = np.maximum(above, below)
+        # An alarm starts at `beyond` frames outside and lasts until none is: a change
+        # that hovers around the count pages once, not at every crossing.
+        starting = (outside >= self.parameters.beyond) & ~self.alarming
+        self.alarming = (self.alarming | starting) & (outside > 0)
         if not starting.any():
             return []
         recent = np.median(self.recent, axis=0)
