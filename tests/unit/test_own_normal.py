@@ -185,3 +185,16 @@ def test_a_change_that_comes_and_goes_frame_by_frame_stays_one_alarm() -> None:
 
     assert pages == 1 and all(still_alarming)
     assert normal.reference[:, brightness].min() > 100, "a dark frame joined the reference"
+
+
+def test_a_signal_joining_an_episode_under_way_is_not_paged_again() -> None:
+    camera = Camera(seed=10)
+    onset = PARAMETERS.warmup_frames + 100
+    frames = [camera.frame() for _ in range(onset)]
+    frames += [camera.frame(light=0.5) for _ in range(50)]
+    frames += [camera.frame(light=0.5, focus=0.3) for _ in range(50)]  # then it defocuses
+
+    alarms = run(OwnNormal(parameters=PARAMETERS), frames)
+
+    assert {index for index, _ in alarms} == {alarms[0][0]}, "paged more than once"
+    assert "focus" not in {change.signal for _, change in alarms}

@@ -168,8 +168,9 @@ class SignalChange:
 class OwnNormal:
     """A source's own normal and the test against it (module docstring).
 
-    `observe` takes each frame's quality signals, thumbnail and reconstruction error and
-    returns the signals that began to alarm at this frame (one alarm per episode).
+    `observe` takes each frame's quality signals, thumbnail and reconstruction errors and
+    returns the signals that began to alarm at this frame when the source's episode
+    starts there (one page per episode: signals joining later are not returned).
     """
 
     signals: ClassVar[tuple[str, ...]] = WATCHED_SIGNALS
@@ -271,8 +272,11 @@ class OwnNormal:
         # An alarm starts at `beyond` frames outside and lasts until none is: a change
         # that hovers around the count pages once, not at every crossing.
         starting = (outside >= self.parameters.beyond) & ~self.alarming
+        # One page per episode of the source, not per signal: signals that join an
+        # episode under way are kept alarming (and out of the reference) but not paged.
+        joining = self.alarming.any()
         self.alarming = (self.alarming | starting) & (outside > 0)
-        if not starting.any():
+        if joining or not starting.any():
             return []
         recent = np.median(self.recent, axis=0)
         spread = 1.4826 * np.median(np.abs(self.reference - normal), axis=0)
