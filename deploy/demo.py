@@ -94,10 +94,17 @@ def _print_alert(alert: DriftAlert, started: float) -> None:
         else "FALSE ALARM"
     )
     threshold = "none" if alert.threshold is None else f"{alert.threshold:.4f}"  # adwin: none
+    # A changed alert says what moved against the camera's own normal; an out-of-domain
+    # one how far the error moved from the model's baseline.
+    evidence = (
+        ", ".join(f"{c.signal} {c.deviation_sd:+.1f}σ" for c in alert.changes[:3])
+        if alert.question == "changed"
+        else f"mean error {alert.error_change_pct:+.1f}%"
+    )
     print(
-        f"[{time.monotonic() - started:6.1f}s] ALERT {alert.source_id} {alert.detector:<17} "
-        f"statistic {alert.statistic:8.4f} (threshold {threshold})  "
-        f"mean error {alert.error_change_pct:+.1f}%  at event #{sequence}: {when}"
+        f"[{time.monotonic() - started:6.1f}s] ALERT {alert.source_id} {alert.question:<13} "
+        f"{alert.detector:<17} statistic {alert.statistic:8.4f} (threshold {threshold})  "
+        f"{evidence}  at event #{sequence}: {when}"
     )
 
 
