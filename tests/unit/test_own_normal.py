@@ -20,7 +20,7 @@ from framedrift.worker.detection.plain_state import StateFields
 from framedrift.worker.detection.scores import TILE_NAMES
 from tests.detector_fixtures import synthetic_config
 
-PARAMETERS = OwnNormalParameters(ert=1_000_000)
+PARAMETERS = OwnNormalParameters(ert=1_000_000, refresh_every=4)  # a short warm-up: quick tests
 NORMAL = FrameSignals(
     focus=0.8,
     brightness=120.0,
@@ -160,9 +160,9 @@ def test_the_false_alarm_formula_holds_for_any_distribution(
 
 
 def test_the_warm_up_setting_sets_how_far_the_reference_reaches_back() -> None:
-    config = dataclasses.replace(synthetic_config(), warmup_frames=2048)
-    assert config.own_normal.refresh_every == 16
-    assert config.own_normal.warmup_frames == 2048 + config.own_normal.window
+    config = dataclasses.replace(synthetic_config(), warmup_frames=4096)
+    assert config.own_normal.refresh_every == 32
+    assert config.own_normal.warmup_frames == 4096 + config.own_normal.window
     assert config.fingerprint != synthetic_config().fingerprint
 
 

@@ -74,7 +74,7 @@ class MonitorConfig:
     calibration: Calibration
     reference: ReferenceProfile
     outlier_threshold: float  # an error above this baseline quantile counts as an outlier
-    warmup_frames: int = 512  # frames a source's own normal takes before its first test
+    warmup_frames: int = 2048  # frames a source's own normal takes before its first test
 
     @property
     def parameters(self) -> DetectorParameters:

@@ -22,7 +22,7 @@ Why this test:
   keeps a real but immaterial wobble (a 1% change of a nearly constant signal) quiet.
 
 The reference is the source's own: during a warm-up it takes every `refresh_every`-th
-frame until it holds `reference_size` (512 frames with the defaults). After that it
+frame until it holds `reference_size` (2,048 frames with the defaults). After that it
 keeps taking them while nothing is alarming, oldest out, so it follows what changes
 slowly (daylight) and the test sees only what changes fast against it. A frame joins
 the reference only once it has left the test window, so a fault's first frames are
@@ -71,16 +71,22 @@ WATCHED_SIGNALS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class Floor:
     """How far outside the reference's range a value must lie to count: `relative` times
-    the reference's median magnitude, plus `absolute`, in the signal's own units; and on
-    which side (`up`, `down`) a departure is a fault at all."""
+    the reference's median magnitude, plus `of_lowest` times its lowest value, plus
+    `absolute`, in the signal's own units; and on which side (`up`, `down`) a departure
+    is a fault at all."""
 
     relative: float = 0.0
     absolute: float = 0.0
+    of_lowest: float = 0.0
     up: bool = True
     down: bool = True
 
-    def of(self, reference_median: np.ndarray) -> np.ndarray:
-        return self.relative * np.abs(reference_median) + self.absolute
+    def of(self, reference_median: np.ndarray, reference_lowest: np.ndarray) -> np.ndarray:
+        return (
+            self.relative * np.abs(reference_median)
+            + self.of_lowest * np.abs(reference_lowest)
+            + self.absolute
+        )
 
 
 # What counts as material, per signal. Relative where a signal has a scale of its own
@@ -100,12 +106,13 @@ FLOORS: dict[str, Floor] = {
     # Heavy compression and frozen or smoothed pictures lower it; a darker scene raises it.
     "noise": Floor(relative=0.30, absolute=0.2, up=False),
     # A frozen camera repeats its picture exactly: its change falls to 0, far below the
-    # sensor noise a live one shows frame to frame. Motion raises it: that is life.
-    "frame_change": Floor(relative=0.5, up=False),
+    # sensor noise a live one shows frame to frame (below half the reference's lowest,
+    # not its median: half the median would lie below zero). Motion raises it: life.
+    "frame_change": Floor(of_lowest=0.5, up=False),
     # Fractions of the frame: a view moved by more than 1% of its size, beyond its jitter.
     "displacement": Floor(absolute=0.01, down=False),
     "error": Floor(relative=0.10),
-    **{tile: Floor(relative=0.25) for tile in TILE_NAMES},
+    **{tile: Floor(relative=0.15) for tile in TILE_NAMES},
 }
 # Which side of the range each watched signal is tested on, in `WATCHED_SIGNALS` order.
 _TESTED_UP = np.array([FLOORS[name].up for name in WATCHED_SIGNALS])
@@ -149,7 +156,7 @@ class OwnNormalParameters:
 
     ert: float
     reference_size: int = 128
-    refresh_every: int = 4
+    refresh_every: int = 16
     window: int = 9
 
     @property
@@ -271,8 +278,11 @@ class OwnNormal:
         """Per signal: the reference's median, lowest and highest value, and the floor."""
         if self._summary is None:
             normal = np.median(self.reference, axis=0)
-            floors = np.array([FLOORS[name].of(normal[i]) for i, name in enumerate(self.signals)])
-            self._summary = (normal, self.reference.min(axis=0), self.reference.max(axis=0), floors)
+            lowest, highest = self.reference.min(axis=0), self.reference.max(axis=0)
+            floors = np.array(
+                [FLOORS[name].of(normal[i], lowest[i]) for i, name in enumerate(self.signals)]
+            )
+            self._summary = (normal, lowest, highest, floors)
         return self._summary
 
     def _test(self) -> list[SignalChange]:

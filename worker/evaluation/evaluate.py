@@ -9,10 +9,17 @@ Model: the autoencoder trained on Fashion-MNIST split A (70% of the training ima
 seed 42, as in seed 004), calibrated to the configured ERT; it is trained on first use
 and cached in `artifacts/fashion-mnist-a.pt`.
 
+A second section, the camera fleet (`fleet.py`), asks the other question, whether a
+camera *changed* against its own normal: false alarms of clean cameras on long
+time-ordered streams through a day, and how fast each camera fault is caught. It needs
+no `--data` (its scenes ship with scikit-image); `--no-fleet` leaves it out,
+`--fleet-only` runs it alone, the `--fleet-*` options size it.
+
 Outputs in `--out` (default `framedrift-results/evaluation/` in the current directory):
-`evaluation.json`, `evaluation.md` (the tables), `traces.png` (an error trace per
-scenario with onset and alarms), `reconstructions.png` (inputs and reconstructions,
-clean and drifted). The datasets come from `--data` (see DATA_HELP).
+`evaluation.json`, `evaluation.md` (the tables of the sections run), `traces.png` (an
+error trace per scenario with onset and alarms), `reconstructions.png` (inputs and
+reconstructions, clean and drifted), `fleet.png` (fault delays, clean cameras' false
+alarms). The datasets come from `--data` (see DATA_HELP).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from framedrift.worker.detection.monitor import (
 )
 from framedrift.worker.detection.registry import DETECTOR_NAMES
 from framedrift.worker.detection.scores import SIGNALS, ImageScores
+from framedrift.worker.evaluation import fleet
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
 from framedrift.worker.model.preprocessing import dataset_to_model_input
@@ -505,12 +513,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    require_data(args.data, EVALUATION_DATASETS)
+    if not args.fleet_only:
+        require_data(args.data, EVALUATION_DATASETS)
     return run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=None, help=f"required: {DATA_HELP}")
+    parser.add_argument(
+        "--data", type=Path, default=None, help=f"required but with --fleet-only: {DATA_HELP}"
+    )
     parser.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL, help="cached model (trained if missing)"
     )
@@ -522,25 +533,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs", type=int, default=DEFAULT_EPOCHS, help="when the model is trained"
     )
+    add_fleet_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--no-fleet", action="store_true", help="leave the camera fleet out")
+    which.add_argument(
+        "--fleet-only", action="store_true", help="only the camera fleet (needs no --data)"
+    )
+    default = fleet.FleetSize()
+    parser.add_argument("--fleet-cameras", type=int, default=default.cameras, help="clean cameras")
+    parser.add_argument(
+        "--fleet-frames",
+        type=int,
+        default=default.frames,
+        help=f"time-ordered frames per camera (a day is {default.day_period:,})",
+    )
+    parser.add_argument("--fleet-runs", type=int, default=default.runs, help="runs per fault")
+    parser.add_argument(
+        "--fleet-processes", type=int, default=default.processes, help="worker processes"
+    )
+    parser.add_argument(
+        "--fleet-ert",
+        type=float,
+        default=fleet.DEFAULT_FLEET_ERT,
+        help="frames per camera between false alarms of the own-normal test",
+    )
+    parser.add_argument(
+        "--fleet-model",
+        type=Path,
+        default=fleet.DEFAULT_FLEET_MODEL,
+        help="cached 64×64 colour model of the fleet (trained if missing)",
+    )
+
+
+def dataset_section(args: argparse.Namespace) -> tuple[dict, str]:
+    """The Fashion-MNIST scenarios: their results, table and plots."""
     torch.manual_seed(0)
     data = load_data(args.data)
     artifact = fashion_model(data, args.model, args.epochs)
     pools = build_pools(artifact, data)
     results = evaluate(artifact, pools, args.runs, args.clean_events, args.onset, args.horizon)
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(results)
-    (args.out / "evaluation.md").write_text(table)
     traces = results.pop("traces")
-    (args.out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
     plot_traces({**results, "traces": traces}, args.onset, args.out / "traces.png")
     plot_reconstructions(artifact, pools, args.out / "reconstructions.png")
-    print(table)
+    return results, markdown_table(results)
+
+
+def fleet_section(args: argparse.Namespace) -> tuple[dict, str]:
+    """The camera fleet: its results, table and plot."""
+    size = fleet.FleetSize(
+        cameras=args.fleet_cameras,
+        frames=args.fleet_frames,
+        runs=args.fleet_runs,
+        processes=args.fleet_processes,
+    )
+    results = fleet.evaluate_fleet(size, args.fleet_ert, args.fleet_model)
+    fleet.plot_fleet(results, args.out / "fleet.png")
+    return results, fleet.markdown_table(results)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    tables = []
+    if not args.fleet_only:
+        results, table = dataset_section(args)
+        tables.append(table)
+    if not args.no_fleet:
+        results["fleet"], table = fleet_section(args)
+        tables.append(table)
+    text = "\n".join(tables)
+    (args.out / "evaluation.md").write_text(text)
+    (args.out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(text)
+    plots = [] if args.fleet_only else ["traces.png", "reconstructions.png"]
+    plots += [] if args.no_fleet else ["fleet.png"]
     print(
-        f"wrote {args.out}/evaluation.{{json,md}}, traces.png, reconstructions.png "
+        f"wrote {args.out}/evaluation.{{json,md}}, {', '.join(plots)} "
         f"in {time.perf_counter() - started:.0f} s"
     )
     return 0

@@ -100,7 +100,7 @@ class ModelArtifact:
     def reference_profile(self) -> ReferenceProfile:
         return self.baseline.profile
 
-    def monitor_config(self, outlier_quantile: float, warmup_frames: int = 512) -> MonitorConfig:
+    def monitor_config(self, outlier_quantile: float, warmup_frames: int = 2048) -> MonitorConfig:
         """What every source's detectors run with: this model's calibration and baseline,
         and how long a source's own normal warms up."""
         return MonitorConfig(

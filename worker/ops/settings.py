@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         "(out of domain, changed); every threshold is set to it.",
     )
     warmup_frames: int = Field(
-        512,
+        2048,
         ge=128,
         le=131_072,
         multiple_of=128,
