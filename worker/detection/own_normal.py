@@ -18,17 +18,22 @@ Why this test:
   sources start in no time (`required_beyond`).
 - **Fast.** An abrupt fault is outside the range from its first frame: it is seen after
   `beyond` frames (5 to 8 at the usual ERTs).
-- **Robust.** A passing object moves a few frames, not `beyond` of a window; the floor
-  keeps a real but immaterial wobble (a 1% change of a nearly constant signal) quiet.
+- **Material.** The floor keeps a real but immaterial wobble (a 1% change of a nearly
+  constant signal) quiet, and each signal is tested only on the side where a departure
+  is a fault (a frozen picture's frame-to-frame change falls; motion raises it).
 
 The reference is the source's own: during a warm-up it takes every `refresh_every`-th
-frame until it holds `reference_size` (2,048 frames with the defaults). After that it
+frame until it holds `reference_size` of them (128 frames spanning 2,048 with the
+defaults, long enough to have seen objects pass the scene, which take 30 to 150
+frames on the evaluation's cameras). After that it
 keeps taking them while nothing is alarming, oldest out, so it follows what changes
 slowly (daylight) and the test sees only what changes fast against it. A frame joins
 the reference only once it has left the test window, so a fault's first frames are
 tested before they could ever be taken for normal; while any signal alarms, nothing
-joins. Changes slower than the reference's span (a lens fogging over an hour) are the
-model detectors' to see, not this test's.
+joins. An alarm lasts until no frame of the window is outside, and a source pages once
+per episode: signals joining an episode under way are not paged again. Changes slower
+than the reference's span (a lens fogging over an hour) are the model detectors' to
+see, not this test's.
 
 Autocorrelated frames are not exchangeable (a cloud darkens a hundred frames in a row):
 there the formula is optimistic, and the floors and the measurement on time-ordered
