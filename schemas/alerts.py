@@ -83,7 +83,10 @@ class SignalChange(BaseModel):
         "far outside its own normal this camera is."
     )
     frames_outside: int = Field(
-        ge=0, description="Frames of the test window outside the reference's range."
+        ge=0,
+        description="Frames outside the reference's range: of the 9-frame test window, or, "
+        "for a tile, in a row (a tile pages only after a run longer than objects take to "
+        "cross a scene).",
     )
 
 

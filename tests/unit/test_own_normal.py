@@ -11,6 +11,7 @@ import pytest
 
 from framedrift.worker.detection.frame_quality import FrameQuality, FrameSignals
 from framedrift.worker.detection.own_normal import (
+    TILE_PERSISTENCE,
     OwnNormal,
     OwnNormalParameters,
     SignalChange,
@@ -108,18 +109,30 @@ def test_a_frozen_picture_alarms_on_frame_change() -> None:
     assert [(change.signal, change.direction) for _, change in alarms] == [("frame_change", "down")]
 
 
-def test_a_local_change_names_its_tiles_only() -> None:
-    """A smudge in the top left corner: two tiles' error doubles, the rest stay put."""
+def test_a_local_change_names_its_tiles_only_once_it_has_lasted() -> None:
+    """A smudge in the top left corner: two tiles' error rises by half, the rest stay put. A
+    tile pages only after `TILE_PERSISTENCE` frames in a row, longer than an object
+    takes to cross the scene; then it names those two tiles and no other."""
     camera = Camera(seed=7)
     onset = PARAMETERS.warmup_frames + 100
     frames = [camera.frame() for _ in range(onset)]
-    frames += [camera.frame(tiles_scaled={0: 2.0, 1: 2.0}) for _ in range(30)]
+    frames += [camera.frame(tiles_scaled={0: 1.5, 1: 1.5}) for _ in range(TILE_PERSISTENCE + 20)]
 
     alarms = run(OwnNormal(parameters=PARAMETERS), frames)
 
+    (first, _), *_ = alarms
+    assert first - onset == TILE_PERSISTENCE - 1
     named = {change.signal for _, change in alarms}
-    assert {"tile_r0c0", "tile_r0c1"} <= named
-    assert not {name for name in named if name.startswith("tile_")} - {"tile_r0c0", "tile_r0c1"}
+    assert named == {"tile_r0c0", "tile_r0c1"}
+
+
+def test_an_object_crossing_a_tile_for_a_while_pages_nothing() -> None:
+    camera = Camera(seed=11)
+    frames = [camera.frame() for _ in range(PARAMETERS.warmup_frames + 100)]
+    frames += [camera.frame(tiles_scaled={5: 1.8}) for _ in range(150)]  # a car passes
+    frames += [camera.frame() for _ in range(100)]
+
+    assert run(OwnNormal(parameters=PARAMETERS), frames) == []
 
 
 def test_nothing_is_tested_during_warm_up() -> None:

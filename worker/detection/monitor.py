@@ -224,8 +224,15 @@ class SourceMonitor:
         return firings
 
     def _changed(self, changes: list[SignalChange], event: EventRef) -> DetectorFiring:
-        """The changed question's firing: its statistic is the most frames of the test
-        window outside the reference's range, its threshold the count that must be."""
-        outside = max(change.frames_outside for change in changes)
-        beyond = float(self.state.own_normal.parameters.beyond)
-        return DetectorFiring(OWN_NORMAL, float(outside), beyond, event, None, tuple(changes))
+        """The changed question's firing: its statistic is how many frames the first
+        changed signal had outside the reference's range, its threshold how many it takes
+        (k of the test window; for a tile, a run of `TILE_PERSISTENCE`)."""
+        first = changes[0]
+        return DetectorFiring(
+            OWN_NORMAL,
+            float(first.frames_outside),
+            float(first.required),
+            event,
+            None,
+            tuple(changes),
+        )
