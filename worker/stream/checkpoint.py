@@ -109,6 +109,19 @@ def _refusal(sent: Acknowledgement | KafkaError) -> KafkaError | None:
     return None
 
 
+def _first_refusals(
+    sent: list[tuple[int, Acknowledgement | KafkaError]],
+) -> dict[int, KafkaError]:
+    """(input partition, sent record) pairs -> per partition, the first error of a record
+    the broker did not take (after `flush`)."""
+    failed: dict[int, KafkaError] = {}
+    for partition, outcome in sent:
+        error = _refusal(outcome)
+        if error is not None:
+            failed.setdefault(partition, error)
+    return failed
+
+
 @dataclass(frozen=True)
 class Checkpointed:
     """What one checkpoint made durable (`saved`), and the partitions it held back because
@@ -221,11 +234,7 @@ class Checkpointer:
             )
             dead_letters.append((dead, _sent(send)))
         self.producer.flush()
-        failed: dict[int, KafkaError] = {}
-        for partition, sent in pending:
-            error = _refusal(sent)
-            if error is not None:
-                failed.setdefault(partition, error)
+        failed = _first_refusals(pending)
         too_large = []
         for dead, sent in dead_letters:
             error = _refusal(sent)
@@ -265,12 +274,7 @@ class Checkpointer:
             )
             resent.append((dead.record.partition, _sent(send)))
         self.producer.flush()
-        failed: dict[int, KafkaError] = {}
-        for partition, sent in resent:
-            error = _refusal(sent)
-            if error is not None:
-                failed.setdefault(partition, error)
-        return failed
+        return _first_refusals(resent)
 
     def _dead_letter_headers(
         self, dead: DeadLetter, failed_at: datetime, omitted_bytes: int | None = None
