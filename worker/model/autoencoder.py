@@ -67,7 +67,16 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(latent), latent
 
 
+def per_pixel_loss(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of each pixel (N, C, H, W): the loss the model is trained with."""
+    return functional.binary_cross_entropy(reconstructions, images, reduction="none")
+
+
 def reconstruction_error(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Per-image mean binary cross-entropy, the loss the model is trained with (seed 000)."""
-    per_pixel = functional.binary_cross_entropy(reconstructions, images, reduction="none")
+    return image_error(per_pixel_loss(reconstructions, images))
+
+
+def image_error(per_pixel: torch.Tensor) -> torch.Tensor:
+    """Each image's mean of its `per_pixel_loss`."""
     return per_pixel.flatten(start_dim=1).mean(dim=1)

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional
 
 from framedrift.worker.detection.scores import TILE_GRID, FrameScores, ImageScores
-from framedrift.worker.model.autoencoder import ConvAutoencoder, reconstruction_error
+from framedrift.worker.model.autoencoder import ConvAutoencoder, image_error, per_pixel_loss
 from framedrift.worker.model.image_stats import image_statistics
 from framedrift.worker.model.latent import LatentMap
 from framedrift.worker.model.preprocessing import Preprocessing, to_model_input
@@ -39,22 +39,22 @@ def score_frames(
             reconstructions, codes = model(part)
         prototype, distance = latent_map.assign(codes)
         statistics = image_statistics(part)
+        per_pixel = per_pixel_loss(reconstructions, part)  # once, for the image and its tiles
         parts.append(
             ImageScores(
-                error=reconstruction_error(reconstructions, part).double().numpy(),
+                error=image_error(per_pixel).double().numpy(),
                 prototype=prototype,
                 latent_distance=distance,
                 **{name: value.double().numpy() for name, value in statistics.items()},
             )
         )
-        tiles.append(tile_errors(reconstructions, part))
+        tiles.append(tile_errors(per_pixel))
     return FrameScores(ImageScores.concatenate(parts), np.concatenate(tiles))
 
 
-def tile_errors(reconstructions: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+def tile_errors(per_pixel: torch.Tensor) -> np.ndarray:
     """Each image's reconstruction error per tile of a `TILE_GRID` grid (images × tiles):
-    the same per-pixel loss as `reconstruction_error`, averaged over each tile."""
-    per_pixel = functional.binary_cross_entropy(reconstructions, images, reduction="none")
+    its `per_pixel_loss` averaged over each tile."""
     pooled = functional.adaptive_avg_pool2d(per_pixel.mean(dim=1, keepdim=True), TILE_GRID)
     return pooled.flatten(start_dim=1).double().numpy()
 
