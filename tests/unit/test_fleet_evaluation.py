@@ -15,9 +15,14 @@ QUICK = fleet.FleetSize.quick()
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def quick_readings(tmp_path_factory: pytest.TempPathFactory) -> fleet.FleetReadings:
     model = tmp_path_factory.mktemp("fleet") / "model.pt"
-    return fleet.evaluate_fleet(QUICK, fleet.DEFAULT_FLEET_ERT, model)
+    return fleet.read_fleet(QUICK, model)
+
+
+@pytest.fixture(scope="module")
+def quick_results(quick_readings: fleet.FleetReadings) -> dict[str, Any]:
+    return fleet.evaluate_fleet(quick_readings, fleet.DEFAULT_FLEET_ERT, sweep=(1e4, 1e9))
 
 
 def test_the_report_has_every_camera_and_every_fault_run(quick_results: dict[str, Any]) -> None:
@@ -57,8 +62,23 @@ def test_the_report_renders_as_a_table_and_a_plot(
     table = fleet.markdown_table(quick_results)
     assert all(f"| {name} |" in table for name in QUICK.faults)
     assert all(f"| {camera['camera']} |" in table for camera in quick_results["clean"]["cameras"])
+    assert "| 1e+04 | 5 of 9 |" in table and "| 1e+09 | 8 of 9 |" in table
     fleet.plot_fleet(quick_results, tmp_path / "fleet.png")
     assert (tmp_path / "fleet.png").stat().st_size > 10_000
+    fleet.plot_against_ert(quick_results, tmp_path / "fleet-ert.png")
+    assert (tmp_path / "fleet-ert.png").stat().st_size > 10_000
+
+
+def test_saved_readings_replay_to_the_same_report(
+    quick_readings: fleet.FleetReadings, quick_results: dict[str, Any], tmp_path: Path
+) -> None:
+    fleet.save_readings(tmp_path / "readings.npz", quick_readings)
+    loaded = fleet.load_readings(tmp_path / "readings.npz")
+    assert loaded.size == QUICK and loaded.model_version == quick_readings.model_version
+    replayed = fleet.evaluate_fleet(loaded, fleet.DEFAULT_FLEET_ERT, sweep=(1e4, 1e9))
+    assert replayed["clean"] == quick_results["clean"]
+    assert replayed["faults"] == quick_results["faults"]
+    assert replayed["against_ert"] == quick_results["against_ert"]
 
 
 def test_fault_runs_are_spread_over_cameras_variants_and_the_day() -> None:

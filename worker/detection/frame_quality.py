@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from framedrift.worker.detection.scores import TILE_GRID
+
 # Frames are box-averaged by the largest integer factor that keeps their longest side at
 # least this long (a 640×480 frame by 2, a 1920×1080 one by 6; smaller frames as they
 # are). Measured on three textured 640×480 scenes with sensor noise: a defocus of sigma
@@ -160,6 +162,36 @@ def frame_change(thumb: np.ndarray, previous_thumb: np.ndarray) -> float:
     _check_alike(thumb, previous_thumb)
     difference = thumb.astype(np.float32) - previous_thumb.astype(np.float32)
     return float(np.abs(difference).mean())
+
+
+def tile_changes(thumb: np.ndarray, previous_thumb: np.ndarray) -> np.ndarray:
+    """`frame_change` per tile of the `TILE_GRID` grid, row by row (the tiles of the
+    model's `tile_errors`, binned alike): where in the picture something moved.
+
+    >>> still = np.full((48, 64), 100, np.uint8)
+    >>> moved = still.copy(); moved[:12, :16] = 110  # the top-left tile only
+    >>> tile_changes(moved, still)[:2].tolist()
+    [10.0, 0.0]
+    """
+    _check_alike(thumb, previous_thumb)
+    difference = np.abs(thumb.astype(np.float32) - previous_thumb.astype(np.float32))
+    return np.array(
+        [
+            difference[rows, columns].mean()
+            for rows in _tile_bins(difference.shape[0])
+            for columns in _tile_bins(difference.shape[1])
+        ],
+        np.float32,
+    )
+
+
+@functools.cache
+def _tile_bins(length: int) -> tuple[slice, ...]:
+    """`TILE_GRID` bins of `length` pixels, as adaptive average pooling cuts them."""
+    return tuple(
+        slice(index * length // TILE_GRID, -(-(index + 1) * length // TILE_GRID))
+        for index in range(TILE_GRID)
+    )
 
 
 def phase_spectrum(thumb: np.ndarray) -> np.ndarray:

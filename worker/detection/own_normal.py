@@ -21,6 +21,15 @@ Why this test:
 - **Material.** The floor keeps a real but immaterial wobble (a 1% change of a nearly
   constant signal) quiet, and each signal is tested only on the side where a departure
   is a fault (a frozen picture's frame-to-frame change falls; motion raises it).
+- **Abrupt, not gradual.** A frame-wide signal's range also takes in the `trail`, the
+  frames just before the window that lay within the reference's range: a change that
+  creeps in (dawn, an object sliding into view) is then followed frame by frame, and
+  only a step stands out. Widening the range only lowers the false-alarm chance.
+
+A tile is tested otherwise: it alarms after `TILE_PERSISTENCE` frames in a row outside
+its range *while it held still* (its frame-to-frame change at the sensor's noise), since
+something crossing the scene moves the tiles it covers for as long as it is there, and a
+smudge or an occluder on the lens does not move.
 
 The reference is the source's own: during a warm-up it takes every `refresh_every`-th
 frame until it holds `reference_size` of them (128 frames spanning 2,048 with the
@@ -29,11 +38,11 @@ frames on the evaluation's cameras). After that it
 keeps taking them while nothing is alarming, oldest out, so it follows what changes
 slowly (daylight) and the test sees only what changes fast against it. A frame joins
 the reference only once it has left the test window, so a fault's first frames are
-tested before they could ever be taken for normal; while any signal alarms, nothing
-joins. An alarm lasts until no frame of the window is outside, and a source pages once
-per episode: signals joining an episode under way are not paged again. Changes slower
-than the reference's span (a lens fogging over an hour) are the model detectors' to
-see, not this test's.
+tested before they could ever be taken for normal; while any signal alarms or a tile
+is in a run outside, nothing joins. An alarm lasts until no frame of the window is
+outside, and a source pages once per episode: signals joining an episode under way are
+not paged again. Changes slower than the reference's span (a lens fogging over an hour)
+are the model detectors' to see, not this test's.
 
 Autocorrelated frames are not exchangeable (a cloud darkens a hundred frames in a row):
 there the formula is optimistic, and the floors and the measurement on time-ordered
@@ -44,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import ClassVar, NamedTuple, Self
 
 import numpy as np
 
@@ -57,6 +66,7 @@ from framedrift.worker.detection.frame_quality import (
     displacement,
     frame_change,
     phase_spectrum,
+    tile_changes,
 )
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.scores import TILE_NAMES
@@ -123,7 +133,13 @@ FLOORS: dict[str, Floor] = {
 # a scene move tile errors for 30 to 150 frames on the evaluation's cameras (its clean
 # cameras' false alarms were nearly all tiles under the k-of-9 rule), and a local fault
 # stays. Frame-wide signals keep the fast k-of-9 rule.
-TILE_PERSISTENCE = 160
+TILE_PERSISTENCE = 30
+# A tile holds still while its frame-to-frame change (`tile_changes`, grey levels) stays
+# within this many times the quietest frame change of the reference (the sensor's noise
+# when nothing moves), plus a margin for a thumbnail's rounding.
+STILL_MOTION_FACTOR = 3.0
+STILL_MOTION_MIN = 0.5
+_FRAME_CHANGE = WATCHED_SIGNALS.index("frame_change")
 _IS_TILE = np.array([name in TILE_NAMES for name in WATCHED_SIGNALS])
 # Which side of the range each watched signal is tested on, in `WATCHED_SIGNALS` order.
 _TESTED_UP = np.array([FLOORS[name].up for name in WATCHED_SIGNALS])
@@ -169,6 +185,12 @@ class OwnNormalParameters:
     reference_size: int = 128
     refresh_every: int = 16
     window: int = 9
+    trail: int = 16
+
+    @property
+    def kept_frames(self) -> int:
+        """The newest frames a source keeps: the test window and the trail before it."""
+        return self.window + self.trail
 
     @property
     def warmup_frames(self) -> int:
@@ -179,6 +201,14 @@ class OwnNormalParameters:
     def beyond(self) -> int:
         rate = 1.0 / (self.ert * len(WATCHED_SIGNALS))
         return required_beyond(self.reference_size, self.window, rate)
+
+
+class FrameReading(NamedTuple):
+    """One frame as the test reads it: its watched signals, in `WATCHED_SIGNALS` order,
+    and how much each tile changed since the previous frame (`tile_changes`)."""
+
+    values: np.ndarray
+    tile_motion: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -211,7 +241,7 @@ class OwnNormal:
     reference: np.ndarray = field(default=None)  # type: ignore[assignment]
     reference_count: int = 0  # how many reference rows are filled, up to reference_size
     reference_next: int = 0  # the row the next reference frame goes to
-    # (window, signals): the last frames, a ring; `frames` says where its oldest row is
+    # (window + trail, signals): the last frames, a ring; frame f is in row f % its length
     recent: np.ndarray = field(default=None)  # type: ignore[assignment]
     alarming: np.ndarray = field(default=None)  # type: ignore[assignment]  # (signals,) bool
     # (signals,): how many frames in a row, up to the newest, lay outside the range
@@ -231,7 +261,7 @@ class OwnNormal:
         if self.reference is None:
             self.reference = np.zeros((size, count), np.float32)
         if self.recent is None:
-            self.recent = np.zeros((self.parameters.window, count), np.float32)
+            self.recent = np.zeros((self.parameters.kept_frames, count), np.float32)
         if self.alarming is None:
             self.alarming = np.zeros(count, np.bool_)
         if self.outside_run is None:
@@ -245,25 +275,11 @@ class OwnNormal:
         self, quality: FrameQuality, error: float, tile_errors: np.ndarray
     ) -> list[SignalChange]:
         """Take one frame; the signals whose alarm starts here (empty while warming up)."""
-        values = self._values(quality, error, tile_errors)
-        window = self.parameters.window
-        row = self.frames % window
-        # The frame `window` frames back leaves the test window for this one: tested
-        # `window` times, it may now join the reference.
-        leaving = self.recent[row].copy() if self.frames >= window else None
-        leaving_index = self.frames - window
-        self.recent[row] = values
-        self.frames += 1
-        changes = [] if self.warming_up or self.frames < window else self._test()
-        # Nothing joins while a signal alarms or a tile's run outside is under way: either
-        # may be a fault, which must not become the normal it is judged against.
-        settled = not self.alarming.any() and not self.outside_run[_IS_TILE].any()
-        joins = leaving_index % self.parameters.refresh_every == 0 and settled
-        if leaving is not None and joins:
-            self._remember(leaving)
-        return changes
+        return self.observe_reading(self.read(quality, error, tile_errors))
 
-    def _values(self, quality: FrameQuality, error: float, tile_errors: np.ndarray) -> np.ndarray:
+    def read(self, quality: FrameQuality, error: float, tile_errors: np.ndarray) -> FrameReading:
+        """What the test reads of a frame, against the thumbnails this source keeps: the
+        first half of `observe`, apart so that an evaluation can replay the second."""
         thumb = quality.thumbnail
         if self.reference_thumbnail is None or self.reference_thumbnail.shape != thumb.shape:
             self._restart(thumb)
@@ -272,9 +288,31 @@ class OwnNormal:
             self._reference_spectrum = phase_spectrum(self.reference_thumbnail)
         moved = displacement(thumb, self.reference_thumbnail, self._reference_spectrum)
         pair = [frame_change(thumb, self.previous_thumbnail), math.hypot(moved.dx, moved.dy)]
+        motion = tile_changes(thumb, self.previous_thumbnail)
         self.previous_thumbnail = thumb
         frame = [*(getattr(quality.signals, name) for name in FRAME_SIGNAL_NAMES), *pair, error]
-        return np.concatenate([np.array(frame, np.float32), tile_errors.astype(np.float32)])
+        values = np.concatenate([np.array(frame, np.float32), tile_errors.astype(np.float32)])
+        return FrameReading(values, motion)
+
+    def observe_reading(self, reading: FrameReading) -> list[SignalChange]:
+        """The second half of `observe`: the test, on a frame's reading."""
+        values = reading.values
+        window, kept = self.parameters.window, self.parameters.kept_frames
+        # The frame `window` frames back leaves the test window for this one: tested
+        # `window` times, it may now join the reference (it stays on in the trail).
+        leaving_index = self.frames - window
+        leaving = self.recent[leaving_index % kept].copy() if leaving_index >= 0 else None
+        self.recent[self.frames % kept] = values
+        self.frames += 1
+        testing = not self.warming_up and self.frames >= kept
+        changes = self._test(reading.tile_motion) if testing else []
+        # Nothing joins while a signal alarms or a tile's run outside is under way: either
+        # may be a fault, which must not become the normal it is judged against.
+        settled = not self.alarming.any() and not self.outside_run[_IS_TILE].any()
+        joins = leaving_index % self.parameters.refresh_every == 0 and settled
+        if leaving is not None and joins:
+            self._remember(leaving)
+        return changes
 
     def _restart(self, thumb: np.ndarray) -> None:
         """A first frame, or one of another size (the camera's resolution changed): the
@@ -305,15 +343,38 @@ class OwnNormal:
             self._summary = (normal, lowest, highest, floors)
         return self._summary
 
-    def _test(self) -> list[SignalChange]:
+    def _test(self, tile_motion: np.ndarray) -> list[SignalChange]:
         normal, lowest, highest, floors = self._reference_summary()
-        is_above = (self.recent > highest + floors) & _TESTED_UP
-        is_below = (self.recent < lowest - floors) & _TESTED_DOWN
+        still_limit = STILL_MOTION_FACTOR * lowest[_FRAME_CHANGE] + STILL_MOTION_MIN
+        window, kept = self.parameters.window, self.parameters.kept_frames
+        newest_first = [(self.frames - 1 - age) % kept for age in range(kept)]
+        tested, trail = self.recent[newest_first[:window]], self.recent[newest_first[window:]]
+        # A frame-wide signal's range also takes in the trail, the frames just before the
+        # window, where they lie within the reference's range and floor: what the day's
+        # light does in the frames since the reference last took one is then normal too
+        # (dawn brightens a scene by a floor's worth in 25 frames on the evaluation's
+        # cameras), while a fault's frames, outside, never widen the range they are
+        # tested against (a flickering fault stays outside). A widened range only lowers
+        # the false-alarm chance of `false_alarm_probability`. Not for tiles, whose test is
+        # a long run outside, nor once alarming, which lasts while the window stays
+        # outside the reference itself.
+        trail_inside = (trail >= lowest - floors) & (trail <= highest + floors)
+        widened = ~_IS_TILE & ~self.alarming
+        trail_highest = np.where(trail_inside, trail, -np.inf).max(axis=0)
+        trail_lowest = np.where(trail_inside, trail, np.inf).min(axis=0)
+        highest = np.where(widened, np.maximum(highest, trail_highest), highest)
+        lowest = np.where(widened, np.minimum(lowest, trail_lowest), lowest)
+        is_above = (tested > highest + floors) & _TESTED_UP
+        is_below = (tested < lowest - floors) & _TESTED_DOWN
         above, below = is_above.sum(axis=0), is_below.sum(axis=0)
         outside = np.maximum(above, below)
-        newest = (self.frames - 1) % self.parameters.window
-        newest_outside = is_above[newest] | is_below[newest]
-        self.outside_run = np.where(newest_outside, self.outside_run + 1, 0).astype(np.int32)
+        newest_outside = is_above[0] | is_below[0]
+        # A tile's run counts frames outside in which the tile held still: something
+        # crossing the scene moves the tiles it covers, a fault on the lens does not.
+        still = np.ones_like(newest_outside)
+        still[_IS_TILE] = tile_motion <= still_limit
+        counted = newest_outside & still
+        self.outside_run = np.where(counted, self.outside_run + 1, 0).astype(np.int32)
         # An alarm starts at `beyond` frames of the window outside (a tile: a long run of
         # them) and lasts until none of the window is: a change that hovers around the
         # count pages once, not at every crossing.
@@ -327,7 +388,7 @@ class OwnNormal:
         self.alarming = (self.alarming | starting) & (outside > 0)
         if joining or not starting.any():
             return []
-        recent = np.median(self.recent, axis=0)
+        recent = np.median(tested, axis=0)
         spread = 1.4826 * np.median(np.abs(self.reference - normal), axis=0)
         # A signal that never moved in the reference (no clipping, say) has no spread of
         # its own: its floor stands in for it, so the deviation stays finite.
@@ -352,6 +413,7 @@ class OwnNormal:
             "reference_size": int(parameters.reference_size),
             "refresh_every": int(parameters.refresh_every),
             "window": int(parameters.window),
+            "trail": int(parameters.trail),
             "frames": int(self.frames),
             "reference": self.reference,
             "reference_count": int(self.reference_count),
@@ -373,15 +435,16 @@ class OwnNormal:
             reference_size=fields.integer("reference_size", low=1, high=4096),
             refresh_every=fields.integer("refresh_every", low=1),
             window=fields.integer("window", low=1, high=1024),
+            trail=fields.integer("trail", low=1, high=1024),
         )
-        size, window, count = parameters.reference_size, parameters.window, len(cls.signals)
+        size, kept, count = parameters.reference_size, parameters.kept_frames, len(cls.signals)
         normal = cls(
             parameters=parameters,
             frames=fields.integer("frames", low=0),
             reference=fields.array("reference", np.float32, (size, count)),
             reference_count=fields.integer("reference_count", low=0, high=size),
             reference_next=fields.integer("reference_next", low=0, high=size - 1),
-            recent=fields.array("recent", np.float32, (window, count)),
+            recent=fields.array("recent", np.float32, (kept, count)),
             alarming=fields.array("alarming", np.bool_, (count,)),
             outside_run=fields.array("outside_run", np.int32, (count,)),
         )

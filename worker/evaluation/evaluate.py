@@ -566,6 +566,13 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
         default=fleet.DEFAULT_FLEET_MODEL,
         help="cached 64×64 colour model of the fleet (trained if missing)",
     )
+    parser.add_argument(
+        "--fleet-readings",
+        type=Path,
+        default=None,
+        help="replay the test on the readings a previous run saved (its fleet-readings.npz) "
+        "instead of making and scoring the frames again; the --fleet-* sizes are then its",
+    )
 
 
 def dataset_section(args: argparse.Namespace) -> tuple[dict, str]:
@@ -583,14 +590,20 @@ def dataset_section(args: argparse.Namespace) -> tuple[dict, str]:
 
 def fleet_section(args: argparse.Namespace) -> tuple[dict, str]:
     """The camera fleet: its results, table and plot."""
-    size = fleet.FleetSize(
-        cameras=args.fleet_cameras,
-        frames=args.fleet_frames,
-        runs=args.fleet_runs,
-        processes=args.fleet_processes,
-    )
-    results = fleet.evaluate_fleet(size, args.fleet_ert, args.fleet_model)
+    if args.fleet_readings:
+        readings = fleet.load_readings(args.fleet_readings)
+    else:
+        size = fleet.FleetSize(
+            cameras=args.fleet_cameras,
+            frames=args.fleet_frames,
+            runs=args.fleet_runs,
+            processes=args.fleet_processes,
+        )
+        readings = fleet.read_fleet(size, args.fleet_model)
+        fleet.save_readings(args.out / "fleet-readings.npz", readings)
+    results = fleet.evaluate_fleet(readings, args.fleet_ert)
     fleet.plot_fleet(results, args.out / "fleet.png")
+    fleet.plot_against_ert(results, args.out / "fleet-ert.png")
     return results, fleet.markdown_table(results)
 
 
@@ -610,7 +623,7 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
     print(text)
     plots = [] if args.fleet_only else ["traces.png", "reconstructions.png"]
-    plots += [] if args.no_fleet else ["fleet.png"]
+    plots += [] if args.no_fleet else ["fleet.png", "fleet-ert.png", "fleet-readings.npz"]
     print(
         f"wrote {args.out}/evaluation.{{json,md}}, {', '.join(plots)} "
         f"in {time.perf_counter() - started:.0f} s"

@@ -23,6 +23,8 @@ day, and cached (`DEFAULT_FLEET_MODEL`); a cached file is used as it is.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import multiprocessing
 import queue
 import sys
@@ -52,7 +54,13 @@ from framedrift.producers.camera_fleet import (
     Smudge,
 )
 from framedrift.worker.detection.frame_quality import frame_signals
-from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
+from framedrift.worker.detection.own_normal import (
+    WATCHED_SIGNALS,
+    FrameReading,
+    OwnNormal,
+    OwnNormalParameters,
+    SignalChange,
+)
 from framedrift.worker.detection.scores import TILE_GRID, TILE_NAMES
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
@@ -127,7 +135,6 @@ class CameraJob:
 
     camera: int
     size: FleetSize
-    ert: float
     runs: tuple[FaultRun, ...]
 
 
@@ -214,7 +221,7 @@ def _fleet(size: FleetSize) -> CameraFleet:
     return CameraFleet(size.cameras, seed=size.seed, day=DayCycle(period=size.day_period))
 
 
-# --- The worker processes ------------------------------------------------------------------
+# --- The worker processes: frames made, scored and read -------------------------------------
 
 # Set once per worker process by `_start_worker`: the model's scorer and where progress goes.
 _scorer: Scorer | None = None
@@ -233,18 +240,170 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield chunk
 
 
-def _watch(
-    normal: OwnNormal, frames: Iterable[np.ndarray], first: int
-) -> Iterator[tuple[int, list[SignalChange]]]:
-    """Each frame's index and the alarms it starts, scoring `SCORING_BATCH` frames at once."""
+@dataclass
+class CameraReadings:
+    """What the test reads of one camera's frames (`OwnNormal.read`), one row per frame:
+    its clean stream in time order, and each fault run's faulty frames."""
+
+    camera: int
+    name: str
+    clean: np.ndarray  # (frames, READING_COLUMNS) float32
+    light: np.ndarray  # (frames,): the day's light on the scene at each clean frame
+    runs: list[tuple[FaultRun, np.ndarray]]  # each run's (horizon, READING_COLUMNS) rows
+
+
+@dataclass
+class FleetReadings:
+    """Every camera's readings, and what made them."""
+
+    size: FleetSize
+    model_version: str
+    cameras: list[CameraReadings]
+    elapsed_s: float  # making, scoring and reading the frames
+
+
+# A reading as one row: the watched signals, then each tile's motion.
+READING_COLUMNS = len(WATCHED_SIGNALS) + len(TILE_NAMES)
+
+
+def _row(reading: FrameReading) -> np.ndarray:
+    return np.concatenate([reading.values, reading.tile_motion])
+
+
+def _reading(row: np.ndarray) -> FrameReading:
+    return FrameReading(row[: len(WATCHED_SIGNALS)], row[len(WATCHED_SIGNALS) :])
+
+
+def _read(reader: OwnNormal, frames: Iterable[np.ndarray], progress: bool) -> np.ndarray:
+    """Each frame's reading, scoring `SCORING_BATCH` frames at once."""
     assert _scorer is not None, "_start_worker sets the scorer"
-    index = first
+    rows = []
     for chunk in _chunks(frames, SCORING_BATCH):
         scored = _scorer.score_frames([model_sized(frame) for frame in chunk])
-        errors = scored.scores.error
-        for frame, error, tiles in zip(chunk, errors, scored.tile_errors, strict=True):
-            yield index, normal.observe(frame_signals(frame), float(error), tiles)
-            index += 1
+        for frame, error, tiles in zip(chunk, scored.scores.error, scored.tile_errors, strict=True):
+            rows.append(_row(reader.read(frame_signals(frame), float(error), tiles)))
+            if progress and len(rows) % PROGRESS_EVERY == 0:
+                _progress.put(PROGRESS_EVERY)
+    return np.array(rows, np.float32).reshape(len(rows), READING_COLUMNS)
+
+
+def read_camera(job: CameraJob) -> CameraReadings:
+    """A camera's clean stream and the fault runs branching off it, read.
+
+    The reader keeps the thumbnails a reading compares with (the previous frame's, the
+    first frame's); a fault run reads on from a copy of it at its onset."""
+    fleet = _fleet(job.size)
+    camera = fleet.cameras[job.camera]
+    reader = OwnNormal(parameters=job.size.own_normal(DEFAULT_FLEET_ERT))
+    clean, runs, position = [], [], 0
+    onsets = sorted(job.runs, key=lambda run: run.onset)
+    for stop, run in [*((run.onset, run) for run in onsets), (job.size.frames, None)]:
+        clean.append(_read(reader, fleet.frames(job.camera, position, stop - position), True))
+        position = stop
+        if run is not None:
+            frames = fleet.frames(
+                run.camera, run.onset, job.size.horizon, fault=run.variant, onset=run.onset
+            )
+            runs.append((run, _read(copy.deepcopy(reader), frames, False)))
+            _progress.put(job.size.horizon)
+    light = np.array([camera.brightness(index) for index in range(job.size.frames)], np.float32)
+    return CameraReadings(job.camera, camera.name, np.concatenate(clean), light, runs)
+
+
+def _read_fleet(jobs: list[CameraJob], model_path: Path, processes: int) -> list[CameraReadings]:
+    """The jobs over `processes` worker processes, with one progress bar of frames.
+
+    Spawned rather than forked: the parent has run torch's thread pool (training), which
+    a forked child can inherit in a locked state.
+    """
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    # Clean frames are counted in whole PROGRESS_EVERY, fault runs at their end.
+    total = sum(
+        job.size.frames // PROGRESS_EVERY * PROGRESS_EVERY + len(job.runs) * job.size.horizon
+        for job in jobs
+    )
+    bar = tqdm(total=total, desc="fleet frames", unit="frame", smoothing=0.05)
+    with context.Pool(processes, _start_worker, (model_path, progress_queue)) as pool:
+        pending = pool.map_async(read_camera, jobs, chunksize=1)
+        while not pending.ready() or not progress_queue.empty():
+            try:
+                bar.update(progress_queue.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        readings = pending.get()
+    bar.close()
+    return readings
+
+
+def read_fleet(size: FleetSize, model_path: Path = DEFAULT_FLEET_MODEL) -> FleetReadings:
+    """Every camera's readings: the costly part of the evaluation (frames made, scored)."""
+    started = time.perf_counter()
+    artifact = fleet_model(size, model_path)
+    runs = plan_runs(size, size.own_normal(DEFAULT_FLEET_ERT).warmup_frames)
+    jobs = [
+        CameraJob(camera, size, tuple(run for run in runs if run.camera == camera))
+        for camera in range(size.cameras)
+    ]
+    cameras = _read_fleet(jobs, model_path, size.processes)
+    elapsed = round(time.perf_counter() - started, 1)
+    return FleetReadings(size, artifact.model_version, cameras, elapsed)
+
+
+def save_readings(path: Path, readings: FleetReadings) -> None:
+    """The readings, to replay the test on later (`load_readings`) without making frames."""
+    size = readings.size
+    arrays: dict[str, np.ndarray] = {
+        "size": np.array(json.dumps(dataclasses.asdict(size))),
+        "model_version": np.array(readings.model_version),
+        "elapsed_s": np.array(readings.elapsed_s),
+        "names": np.array([camera.name for camera in readings.cameras]),
+    }
+    for camera in readings.cameras:
+        arrays[f"clean_{camera.camera}"] = camera.clean
+        arrays[f"light_{camera.camera}"] = camera.light
+        arrays[f"runs_{camera.camera}"] = np.array(
+            [(size.faults.index(run.fault), run.run, run.onset) for run, _ in camera.runs]
+        ).reshape(-1, 3)
+        arrays[f"run_rows_{camera.camera}"] = np.array(
+            [rows for _, rows in camera.runs], np.float32
+        ).reshape(-1, size.horizon, READING_COLUMNS)
+    np.savez_compressed(path, **arrays)
+
+
+def load_readings(path: Path) -> FleetReadings:
+    with np.load(path) as arrays:
+        fields = json.loads(str(arrays["size"]))
+        size = FleetSize(**{**fields, "faults": tuple(fields["faults"])})
+        if arrays["clean_0"].shape[1] != READING_COLUMNS:
+            raise ValueError(f"{path}: readings of another version of the test; read again")
+        readings = []
+        for camera, name in enumerate(arrays["names"]):
+            runs = [
+                (
+                    FaultRun(
+                        size.faults[fault],
+                        int(run),
+                        camera,
+                        int(onset),
+                        fault_variant(size.faults[fault], int(run)),
+                    ),
+                    rows,
+                )
+                for (fault, run, onset), rows in zip(
+                    arrays[f"runs_{camera}"], arrays[f"run_rows_{camera}"], strict=True
+                )
+            ]
+            readings.append(
+                CameraReadings(
+                    camera, str(name), arrays[f"clean_{camera}"], arrays[f"light_{camera}"], runs
+                )
+            )
+        model_version, elapsed = str(arrays["model_version"]), float(arrays["elapsed_s"])
+    return FleetReadings(size, model_version, readings, elapsed)
+
+
+# --- The test, replayed on the readings ------------------------------------------------------
 
 
 def _changes(changes: list[SignalChange]) -> list[dict[str, Any]]:
@@ -271,94 +430,56 @@ def region_tiles(region: Region) -> set[str]:
     }
 
 
-def _fault_run(fleet: CameraFleet, run: FaultRun, normal: OwnNormal, horizon: int) -> dict:
+def _fault_run(camera: CameraReadings, run: FaultRun, rows: np.ndarray, normal: OwnNormal) -> dict:
     """One run, on a copy of the camera's normal as it stood at the onset.
 
-    It ends one test window after its first alarm (the rest of the horizon is not made):
-    the signals and tiles that begin to alarm in that window are what the fault's alerts
-    name, as tiles often follow a frame signal by a few frames.
+    It ends one test window after its first alarm: the signals and tiles that begin to
+    alarm in that window are what the fault's alerts name, as tiles often follow a frame
+    signal by a few frames.
     """
     branch = copy.deepcopy(normal)
     latched = [
         name for name, alarming in zip(branch.signals, branch.alarming, strict=True) if alarming
     ]
-    frames = fleet.frames(run.camera, run.onset, horizon, fault=run.variant, onset=run.onset)
     first_alarm: tuple[int, list[SignalChange]] | None = None
     named: dict[str, None] = {}  # the signals named, in the order they began to alarm
-    for index, changes in _watch(branch, frames, run.onset):
+    for index, row in enumerate(rows):
+        changes = branch.observe_reading(_reading(row))
         if changes and first_alarm is None:
             first_alarm = (index, changes)
         if first_alarm is not None:
             named.update(dict.fromkeys(change.signal for change in changes))
             if index - first_alarm[0] >= branch.parameters.window:
                 break
-    _progress.put(horizon)
     region = run.variant.region
     return {
         "fault": run.fault,
         "variant": repr(run.variant),
         "run": run.run,
-        "camera": fleet.cameras[run.camera].name,
+        "camera": camera.name,
         "onset": run.onset,
-        "light_at_onset": round(fleet.cameras[run.camera].brightness(run.onset), 3),
+        "light_at_onset": round(float(camera.light[run.onset]), 3),
         "alarming_at_onset": latched,
-        "delay": None if first_alarm is None else first_alarm[0] - run.onset,
+        # Faulty frames before the one that alarmed.
+        "delay": None if first_alarm is None else first_alarm[0],
         "first_signals": [] if first_alarm is None else _changes(first_alarm[1]),
         "named_within_a_window": list(named),
         "fault_tiles": None if region is None else sorted(region_tiles(region)),
     }
 
 
-def watch_camera(job: CameraJob) -> CameraOutcome:
-    """A camera's clean stream through its own `OwnNormal`, branching off its fault runs."""
-    fleet = _fleet(job.size)
-    camera = fleet.cameras[job.camera]
-    normal = OwnNormal(parameters=job.size.own_normal(job.ert))
-    outcome = CameraOutcome(job.camera, camera.name, job.size.frames)
-    position = 0
-    onsets = sorted(job.runs, key=lambda run: run.onset)
-    for stop, run in [*((run.onset, run) for run in onsets), (job.size.frames, None)]:
-        clean = fleet.frames(job.camera, position, stop - position)
-        for index, changes in _watch(normal, clean, position):
-            if changes:
-                light = round(camera.brightness(index), 3)
-                signals = _changes(changes)
-                outcome.alarms.append({"frame": index, "light": light, "signals": signals})
-            if (index + 1) % PROGRESS_EVERY == 0:
-                _progress.put(PROGRESS_EVERY)
-        position = stop
-        if run is not None:
-            outcome.runs.append(_fault_run(fleet, run, normal, job.size.horizon))
+def replay_camera(camera: CameraReadings, parameters: OwnNormalParameters) -> CameraOutcome:
+    """The test on a camera's clean stream, branching off its fault runs at their onsets."""
+    normal = OwnNormal(parameters=parameters)
+    outcome = CameraOutcome(camera.camera, camera.name, len(camera.clean))
+    runs_at = {run.onset: (run, rows) for run, rows in camera.runs}
+    for index, row in enumerate(camera.clean):
+        if index in runs_at:
+            outcome.runs.append(_fault_run(camera, *runs_at[index], normal))
+        if changes := normal.observe_reading(_reading(row)):
+            light = round(float(camera.light[index]), 3)
+            outcome.alarms.append({"frame": index, "light": light, "signals": _changes(changes)})
     return outcome
-
-
-# --- The evaluation -------------------------------------------------------------------------
-
-
-def _run_jobs(jobs: list[CameraJob], model_path: Path, processes: int) -> list[CameraOutcome]:
-    """The jobs over `processes` worker processes, with one progress bar of frames.
-
-    Spawned rather than forked: the parent has run torch's thread pool (training), which
-    a forked child can inherit in a locked state.
-    """
-    context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
-    # Clean frames are counted in whole PROGRESS_EVERY, fault runs at their end.
-    total = sum(
-        job.size.frames // PROGRESS_EVERY * PROGRESS_EVERY + len(job.runs) * job.size.horizon
-        for job in jobs
-    )
-    bar = tqdm(total=total, desc="fleet frames", unit="frame", smoothing=0.05)
-    with context.Pool(processes, _start_worker, (model_path, progress_queue)) as pool:
-        pending = pool.map_async(watch_camera, jobs, chunksize=1)
-        while not pending.ready() or not progress_queue.empty():
-            try:
-                bar.update(progress_queue.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        outcomes = pending.get()
-    bar.close()
-    return outcomes
 
 
 def _percentile(values: list[int], level: float) -> float | None:
@@ -430,22 +551,16 @@ def _clean_summary(outcomes: list[CameraOutcome], warmup: int, ert: float) -> di
     return {"cameras": cameras, "all": total}
 
 
-def evaluate_fleet(
-    size: FleetSize = FleetSize(),
-    ert: float = DEFAULT_FLEET_ERT,
-    model_path: Path = DEFAULT_FLEET_MODEL,
-) -> dict[str, Any]:
-    """The fleet section of the evaluation (module docstring): clean cameras' false
-    alarms and each fault's detection rate, delays and first signals."""
-    started = time.perf_counter()
+# The ERTs the evaluation replays the test at, for delay against ERT.
+SWEEP_ERTS = (1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
+
+
+def replay_fleet(readings: FleetReadings, ert: float) -> dict[str, Any]:
+    """The test at `ert` on every camera: clean cameras' false alarms, and each fault's
+    detection rate, delays and first signals."""
+    size = readings.size
     parameters = size.own_normal(ert)
-    artifact = fleet_model(size, model_path)
-    runs = plan_runs(size, parameters.warmup_frames)
-    jobs = [
-        CameraJob(camera, size, ert, tuple(run for run in runs if run.camera == camera))
-        for camera in range(size.cameras)
-    ]
-    outcomes = _run_jobs(jobs, model_path, size.processes)
+    outcomes = [replay_camera(camera, parameters) for camera in readings.cameras]
     fault_runs = [run for outcome in outcomes for run in outcome.runs]
     return {
         "parameters": {
@@ -456,7 +571,7 @@ def evaluate_fleet(
             "reference_size": parameters.reference_size,
             "window": parameters.window,
             "beyond": parameters.beyond,
-            "model_version": artifact.model_version,
+            "model_version": readings.model_version,
             "model_input": f"{FLEET_MODEL_CONFIG.width}×{FLEET_MODEL_CONFIG.height}×3",
         },
         "clean": _clean_summary(outcomes, parameters.warmup_frames, ert),
@@ -464,8 +579,32 @@ def evaluate_fleet(
             fault: _fault_summary([run for run in fault_runs if run["fault"] == fault])
             for fault in size.faults
         },
-        "elapsed_s": round(time.perf_counter() - started, 1),
     }
+
+
+def evaluate_fleet(
+    readings: FleetReadings, ert: float = DEFAULT_FLEET_ERT, sweep: Iterable[float] = SWEEP_ERTS
+) -> dict[str, Any]:
+    """The fleet section of the evaluation (module docstring): the test at `ert` in full,
+    and at each of `sweep` in brief (false alarms, detection rates and delays)."""
+    started = time.perf_counter()
+    results = replay_fleet(readings, ert)
+    results["against_ert"] = [
+        {
+            "ert": swept,
+            "beyond": readings.size.own_normal(swept).beyond,
+            "false_alarms": replayed["clean"]["all"]["false_alarms"],
+            "expected_at_ert": replayed["clean"]["all"]["expected_at_ert"],
+            "faults": {
+                name: {key: row[key] for key in ("detection_rate", "median_delay", "p90_delay")}
+                for name, row in replayed["faults"].items()
+            },
+        }
+        for swept in tqdm(sweep, desc="fleet test against ERT", unit="ERT")
+        for replayed in [replay_fleet(readings, swept)]
+    ]
+    results["elapsed_s"] = round(readings.elapsed_s + time.perf_counter() - started, 1)
+    return results
 
 
 # --- The report -----------------------------------------------------------------------------
@@ -528,7 +667,31 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{total['expected_at_ert']:.3f} false alarms. A run latched at its onset had a "
         "signal alarming already (a clean false alarm), which then cannot alarm anew.",
     ]
+    if results.get("against_ert"):
+        lines += ["", *_against_ert_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def _against_ert_table(results: dict[str, Any]) -> list[str]:
+    faults = list(results["faults"])
+    lines = [
+        "The same readings, the test replayed at each ERT: clean false alarms (allowed), "
+        "and per fault the detection rate and median delay in frames.",
+        "",
+        "| ERT | k of window | clean false alarms (allowed) | " + " | ".join(faults) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in faults) + " |",
+    ]
+    window = results["parameters"]["window"]
+    for row in results["against_ert"]:
+        cells = [
+            f"{fault['detection_rate']:.0%}, {_delay(fault['median_delay'])}"
+            for fault in row["faults"].values()
+        ]
+        lines.append(
+            f"| {row['ert']:.0e} | {row['beyond']} of {window} | {row['false_alarms']} "
+            f"({row['expected_at_ert']:.3g}) | " + " | ".join(cells) + " |"
+        )
+    return lines
 
 
 def plot_fleet(results: dict[str, Any], path: Path) -> None:
@@ -563,6 +726,53 @@ def plot_fleet(results: dict[str, Any], path: Path) -> None:
     alarms.set_title(f"Clean cameras, {frames:,} frames each", fontsize=10)
     alarms.set_ylim(0, max([camera["false_alarms"] for camera in cameras] + [1]) * 1.2)
     figure.suptitle(f"Camera fleet, own-normal test at ERT {results['parameters']['ert']:,.0f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_against_ert(results: dict[str, Any], path: Path) -> None:
+    """Median delay of each fault against the ERT, with the clean cameras' false alarms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["against_ert"]
+    erts = [row["ert"] for row in rows]
+    figure, (delays, alarms) = plt.subplots(
+        1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]}
+    )
+    for fault in results["faults"]:
+        medians = [row["faults"][fault]["median_delay"] for row in rows]
+        shown = [
+            (ert, median) for ert, median in zip(erts, medians, strict=True) if median is not None
+        ]
+        if shown:
+            delays.plot(*zip(*shown, strict=True), marker="o", label=fault)
+    delays.set_xscale("log")
+    delays.set_yscale("symlog", linthresh=10)
+    delays.set_xlabel("ERT: frames per camera between false alarms")
+    delays.set_ylabel("median delay, frames")
+    delays.set_title("Faults: median delay against the ERT", fontsize=10)
+    delays.legend(fontsize=7, ncol=2)
+    alarms.plot(
+        erts, [row["false_alarms"] for row in rows], marker="o", color="tab:red", label="measured"
+    )
+    alarms.plot(
+        erts,
+        [row["expected_at_ert"] for row in rows],
+        linestyle="--",
+        color="0.4",
+        label="allowed by the ERT",
+    )
+    alarms.set_xscale("log")
+    alarms.set_yscale("symlog", linthresh=0.1)
+    alarms.set_xlabel("ERT")
+    alarms.set_ylabel("false alarms on the clean cameras")
+    alarms.set_title("Clean cameras", fontsize=10)
+    alarms.legend(fontsize=8)
+    figure.suptitle("Camera fleet: the own-normal test replayed at each ERT")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
