@@ -146,7 +146,8 @@ class DriftAlert(BaseModel):
     tiles: list[str] = Field(
         default_factory=list,
         description="For a changed alert: the tiles of a 4×4 grid over the frame whose "
-        "reconstruction error moved (tile_r0c0 top left to tile_r3c3 bottom right).",
+        "reconstruction error (signal tile_rYcX) or picture (signal look_rYcX) moved, "
+        "tile_r0c0 top left to tile_r3c3 bottom right.",
     )
     extent: Literal["local", "global"] | None = Field(
         None,

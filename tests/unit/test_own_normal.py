@@ -155,6 +155,26 @@ def test_an_object_crossing_a_tile_for_a_while_pages_nothing() -> None:
     assert run(OwnNormal(parameters=PARAMETERS), frames) == []
 
 
+def test_an_object_entering_a_plain_scene_pages_nothing_and_a_cast_behind_it_pages_later() -> None:
+    """An object entering raises the frame's contrast as abruptly as a fault would, but
+    part of the picture moves meanwhile: frame-wide signals wait for frames in which
+    nothing moves locally. A colour cast that begins while an object crosses is paged
+    once the object has gone, not lost to the reference meanwhile."""
+    camera = Camera(seed=13)
+    normal = OwnNormal(parameters=PARAMETERS)
+    run(normal, [camera.frame() for _ in range(PARAMETERS.warmup_frames + 100)])
+    passing = [camera.frame(contrast=80.0, moving_tiles=(5, 6)) for _ in range(60)]
+    assert run(normal, passing) == []
+    assert run(normal, [camera.frame() for _ in range(30)]) == []
+
+    cast_while_passing = [camera.frame(red_cast=0.3, moving_tiles=(9,)) for _ in range(80)]
+    assert run(normal, cast_while_passing) == []
+    alarms = run(normal, [camera.frame(red_cast=0.3) for _ in range(20)])
+    assert [change.signal for _, change in alarms] == ["red_cast"]
+    # The first frame without the object still moves where it left.
+    assert alarms[0][0] == PARAMETERS.beyond
+
+
 def test_nothing_is_tested_during_warm_up() -> None:
     camera = Camera(seed=4)
     normal = OwnNormal(parameters=PARAMETERS)

@@ -26,6 +26,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
+from framedrift.worker.detection.own_normal import SignalChange as OwnNormalChange
 from framedrift.worker.detection.registry import DETECTOR_NAMES
 from framedrift.worker.detection.scores import ImageScores
 from framedrift.worker.stream.alerts import alert_id, build_alert
@@ -87,6 +88,25 @@ def test_the_committed_event_schemas_refuse_a_source_id_the_worker_refuses(
     jsonschema.validate(event, load_schema(schema_file))
     with pytest.raises(jsonschema.ValidationError, match=r"does not match|too long"):
         jsonschema.validate({**event, "source_id": source_id}, load_schema(schema_file))
+
+
+def test_a_changed_alert_names_each_tile_once_whether_its_error_or_its_picture_moved() -> None:
+    config = synthetic_config(window_size=10)
+    state = SourceState.fresh(config)
+    for offset in range(12):
+        state.stats.update(0.5)
+        state.window.append({"error": 0.5}, f"e{offset}", 2, offset, 1.7e9 + offset)
+    changes = tuple(
+        OwnNormalChange(signal, "up", 2.0, 1.0, 5.0, 30, 30)
+        for signal in ("look_r0c1", "tile_r0c0", "look_r0c0", "brightness")
+    )
+    firing = DetectorFiring(OWN_NORMAL, 30.0, 30.0, EventRef("e11", 2, 11, 1.7e9), None, changes)
+
+    alert = build_alert("cam-1", firing, state, config, "ae-x")
+
+    assert alert.question == "changed"
+    assert alert.tiles == ["tile_r0c0", "tile_r0c1"] and alert.extent == "local"
+    assert [change.signal for change in alert.changes] == [c.signal for c in changes]
 
 
 def test_alert_from_the_worker_validates_against_the_committed_alert_schema() -> None:

@@ -185,6 +185,41 @@ def tile_changes(thumb: np.ndarray, previous_thumb: np.ndarray) -> np.ndarray:
     )
 
 
+def tile_looks(thumb: np.ndarray, reference_thumb: np.ndarray) -> np.ndarray:
+    """How far each tile's picture lies from the reference picture's, in percent of its
+    level, per tile of the `TILE_GRID` grid: the mean absolute difference of the two
+    thumbnails once the light is matched. The light is matched by the median over the
+    tiles of their brightness ratios, so that a change of the whole frame's light moves
+    no tile, and a change in a few tiles (an occluder darkening a corner) moves only those.
+
+    >>> scene = np.tile(np.arange(40, 104, dtype=np.uint8), (48, 1))
+    >>> dimmer = (scene * 0.5).astype(np.uint8)
+    >>> float(tile_looks(dimmer, scene).max()) < 2.0  # half the light: the same picture
+    True
+    >>> covered = scene.copy(); covered[:12, :16] = 10  # the top-left tile only
+    >>> looks = tile_looks(covered, scene); bool(looks[0] > 50 and looks[1:].max() == 0)
+    True
+    """
+    _check_alike(thumb, reference_thumb)
+    current, reference = thumb.astype(np.float32), reference_thumb.astype(np.float32)
+    bins = [
+        (rows, columns)
+        for rows in _tile_bins(current.shape[0])
+        for columns in _tile_bins(current.shape[1])
+    ]
+    # +1 grey level: a black tile has a ratio, and a dark one's noise is not amplified.
+    reference_levels = np.array([reference[tile].mean() + 1.0 for tile in bins])
+    ratios = np.array([current[tile].mean() + 1.0 for tile in bins]) / reference_levels
+    light = float(np.median(ratios))
+    return np.array(
+        [
+            100.0 * np.abs(current[tile] - light * reference[tile]).mean() / (light * level)
+            for tile, level in zip(bins, reference_levels, strict=True)
+        ],
+        np.float32,
+    )
+
+
 @functools.cache
 def _tile_bins(length: int) -> tuple[slice, ...]:
     """`TILE_GRID` bins of `length` pixels, as adaptive average pooling cuts them."""

@@ -67,9 +67,10 @@ from framedrift.worker.detection.frame_quality import (
     frame_change,
     phase_spectrum,
     tile_changes,
+    tile_looks,
 )
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
-from framedrift.worker.detection.scores import TILE_NAMES
+from framedrift.worker.detection.scores import LOOK_NAMES, TILE_NAMES
 
 # The signals a source is watched on, in the order its arrays keep them: the frame's
 # quality signals, then two that compare it with other frames of the source, then the
@@ -80,6 +81,7 @@ WATCHED_SIGNALS: tuple[str, ...] = (
     "displacement",
     "error",
     *TILE_NAMES,
+    *LOOK_NAMES,
 )
 
 
@@ -128,6 +130,8 @@ FLOORS: dict[str, Floor] = {
     "displacement": Floor(absolute=0.01, down=False),
     "error": Floor(relative=0.10),
     **{tile: Floor(relative=0.15) for tile in TILE_NAMES},
+    # Percent of the tile's level: a picture departs from the reference's, not towards it.
+    **{look: Floor(relative=0.25, absolute=2.0, down=False) for look in LOOK_NAMES},
 }
 # A tile alarms only after this many frames in a row outside its range: objects crossing
 # a scene move tile errors for 30 to 150 frames on the evaluation's cameras (its clean
@@ -140,7 +144,13 @@ TILE_PERSISTENCE = 30
 STILL_MOTION_FACTOR = 3.0
 STILL_MOTION_MIN = 0.5
 _FRAME_CHANGE = WATCHED_SIGNALS.index("frame_change")
-_IS_TILE = np.array([name in TILE_NAMES for name in WATCHED_SIGNALS])
+# Frame-wide signals an object crossing the scene cannot move the way a fault does: the
+# view's shift is the static scene's (phase correlation), and frame_change is tested
+# downwards only. The others wait for frames without local motion to alarm (`_test`).
+_UNMOVED_BY_OBJECTS = np.array(
+    [name in ("displacement", "frame_change") for name in WATCHED_SIGNALS]
+)
+_IS_TILE = np.array([name in TILE_NAMES or name in LOOK_NAMES for name in WATCHED_SIGNALS])
 # Which side of the range each watched signal is tested on, in `WATCHED_SIGNALS` order.
 _TESTED_UP = np.array([FLOORS[name].up for name in WATCHED_SIGNALS])
 _TESTED_DOWN = np.array([FLOORS[name].down for name in WATCHED_SIGNALS])
@@ -246,6 +256,8 @@ class OwnNormal:
     alarming: np.ndarray = field(default=None)  # type: ignore[assignment]  # (signals,) bool
     # (signals,): how many frames in a row, up to the newest, lay outside the range
     outside_run: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # (window + trail,) bool, rows as `recent`: something moved in a part of the frame
+    moving_locally: np.ndarray = field(default=None)  # type: ignore[assignment]
     previous_thumbnail: np.ndarray | None = None  # for frame_change
     reference_thumbnail: np.ndarray | None = None  # for displacement: the first frame's
     # Derived from the fields above, kept between frames, never stored: the reference's
@@ -266,6 +278,8 @@ class OwnNormal:
             self.alarming = np.zeros(count, np.bool_)
         if self.outside_run is None:
             self.outside_run = np.zeros(count, np.int32)
+        if self.moving_locally is None:
+            self.moving_locally = np.zeros(self.parameters.kept_frames, np.bool_)
 
     @property
     def warming_up(self) -> bool:
@@ -289,9 +303,12 @@ class OwnNormal:
         moved = displacement(thumb, self.reference_thumbnail, self._reference_spectrum)
         pair = [frame_change(thumb, self.previous_thumbnail), math.hypot(moved.dx, moved.dy)]
         motion = tile_changes(thumb, self.previous_thumbnail)
+        looks = tile_looks(thumb, self.reference_thumbnail)
         self.previous_thumbnail = thumb
         frame = [*(getattr(quality.signals, name) for name in FRAME_SIGNAL_NAMES), *pair, error]
-        values = np.concatenate([np.array(frame, np.float32), tile_errors.astype(np.float32)])
+        values = np.concatenate(
+            [np.array(frame, np.float32), tile_errors.astype(np.float32), looks]
+        )
         return FrameReading(values, motion)
 
     def observe_reading(self, reading: FrameReading) -> list[SignalChange]:
@@ -303,16 +320,31 @@ class OwnNormal:
         leaving_index = self.frames - window
         leaving = self.recent[leaving_index % kept].copy() if leaving_index >= 0 else None
         self.recent[self.frames % kept] = values
+        self.moving_locally[self.frames % kept] = self._moves_locally(reading.tile_motion)
         self.frames += 1
         testing = not self.warming_up and self.frames >= kept
-        changes = self._test(reading.tile_motion) if testing else []
-        # Nothing joins while a signal alarms or a tile's run outside is under way: either
-        # may be a fault, which must not become the normal it is judged against.
-        settled = not self.alarming.any() and not self.outside_run[_IS_TILE].any()
+        changes, held = self._test(reading.tile_motion) if testing else ([], False)
+        # Nothing joins while a signal alarms, a tile's run outside is under way, or a
+        # frame-wide signal waits out motion to alarm: each may be a fault, which must
+        # not become the normal it is judged against.
+        settled = not self.alarming.any() and not self.outside_run[_IS_TILE].any() and not held
         joins = leaving_index % self.parameters.refresh_every == 0 and settled
         if leaving is not None and joins:
             self._remember(leaving)
         return changes
+
+    def _still_limit(self) -> float:
+        """A tile's frame-to-frame change up to which it held still (`STILL_MOTION_FACTOR`)."""
+        lowest = self._reference_summary()[1]
+        return float(STILL_MOTION_FACTOR * lowest[_FRAME_CHANGE] + STILL_MOTION_MIN)
+
+    def _moves_locally(self, tile_motion: np.ndarray) -> bool:
+        """Something moves in some tiles, not most: an object crossing the scene, not a
+        change of the whole picture (light, focus, a knock, a frozen or noisier stream)."""
+        if self.reference_count == 0:
+            return False
+        moving = int((tile_motion > self._still_limit()).sum())
+        return 0 < moving <= len(tile_motion) // 2
 
     def _restart(self, thumb: np.ndarray) -> None:
         """A first frame, or one of another size (the camera's resolution changed): the
@@ -322,6 +354,7 @@ class OwnNormal:
         self.recent[:] = 0.0
         self.alarming[:] = False
         self.outside_run[:] = 0
+        self.moving_locally[:] = False
         self.previous_thumbnail = thumb
         self.reference_thumbnail = thumb
         self._summary = self._reference_spectrum = None
@@ -343,57 +376,76 @@ class OwnNormal:
             self._summary = (normal, lowest, highest, floors)
         return self._summary
 
-    def _test(self, tile_motion: np.ndarray) -> list[SignalChange]:
+    def _test(self, tile_motion: np.ndarray) -> tuple[list[SignalChange], bool]:
+        """The signals whose alarm starts at the newest frame, and whether a frame-wide
+        signal has enough of the window outside to alarm but for motion (held back)."""
         normal, lowest, highest, floors = self._reference_summary()
-        still_limit = STILL_MOTION_FACTOR * lowest[_FRAME_CHANGE] + STILL_MOTION_MIN
+        still_limit = self._still_limit()
         window, kept = self.parameters.window, self.parameters.kept_frames
         newest_first = [(self.frames - 1 - age) % kept for age in range(kept)]
         tested, trail = self.recent[newest_first[:window]], self.recent[newest_first[window:]]
-        # A frame-wide signal's range also takes in the trail, the frames just before the
-        # window, where they lie within the reference's range and floor: what the day's
-        # light does in the frames since the reference last took one is then normal too
-        # (dawn brightens a scene by a floor's worth in 25 frames on the evaluation's
-        # cameras), while a fault's frames, outside, never widen the range they are
-        # tested against (a flickering fault stays outside). A widened range only lowers
-        # the false-alarm chance of `false_alarm_probability`. Not for tiles, whose test is
-        # a long run outside, nor once alarming, which lasts while the window stays
-        # outside the reference itself.
-        trail_inside = (trail >= lowest - floors) & (trail <= highest + floors)
-        widened = ~_IS_TILE & ~self.alarming
-        trail_highest = np.where(trail_inside, trail, -np.inf).max(axis=0)
-        trail_lowest = np.where(trail_inside, trail, np.inf).min(axis=0)
-        highest = np.where(widened, np.maximum(highest, trail_highest), highest)
-        lowest = np.where(widened, np.minimum(lowest, trail_lowest), lowest)
+        # A frame-wide signal's range follows the trail, the frames just before the
+        # window, frame by frame, oldest first, each one that lies within a floor of the
+        # range so far widening it: what the day's light does in the frames since the
+        # reference last took one is then normal too (dawn brightens a scene by a floor's
+        # worth in about 25 frames on the evaluation's cameras, faster than the
+        # reference follows), while a step beyond the floor, a fault, never joins the
+        # range it is tested against (a flickering fault stays outside). A widened range
+        # only lowers the false-alarm chance of `false_alarm_probability`. Not for
+        # tiles, whose test is a long run outside, nor for a signal already alarming,
+        # whose alarm lasts while the window stays outside the reference itself.
+        # (Only where the window leaves the reference's own range: most frames it does
+        # not, and the frame-by-frame walk is the costly part of the test.)
+        leaves = ((tested > highest + floors) | (tested < lowest - floors)).any(axis=0)
+        followed = np.flatnonzero(leaves & ~_IS_TILE & ~self.alarming)
+        if followed.size:
+            lowest, highest = lowest.copy(), highest.copy()
+            low, high, floor = lowest[followed], highest[followed], floors[followed]
+            for frame in trail[::-1, followed]:
+                joins = (frame >= low - floor) & (frame <= high + floor)
+                high = np.where(joins, np.maximum(high, frame), high)
+                low = np.where(joins, np.minimum(low, frame), low)
+            lowest[followed], highest[followed] = low, high
         is_above = (tested > highest + floors) & _TESTED_UP
         is_below = (tested < lowest - floors) & _TESTED_DOWN
         above, below = is_above.sum(axis=0), is_below.sum(axis=0)
         outside = np.maximum(above, below)
+        # A frame-wide signal starts to alarm only on frames in which nothing moved in
+        # part of the picture: an object entering a dark, plain scene raises its contrast
+        # as fast as a fault would. (Its alarm, once started, lasts on every frame.)
+        quiet = (
+            ~self.moving_locally[newest_first[:window]][:, None] | _IS_TILE | _UNMOVED_BY_OBJECTS
+        )
+        counted_outside = np.maximum((is_above & quiet).sum(axis=0), (is_below & quiet).sum(axis=0))
         newest_outside = is_above[0] | is_below[0]
         # A tile's run counts frames outside in which the tile held still: something
         # crossing the scene moves the tiles it covers, a fault on the lens does not.
         still = np.ones_like(newest_outside)
-        still[_IS_TILE] = tile_motion <= still_limit
+        still[_IS_TILE] = np.tile(tile_motion <= still_limit, 2)  # errors, then looks
         counted = newest_outside & still
         self.outside_run = np.where(counted, self.outside_run + 1, 0).astype(np.int32)
         # An alarm starts at `beyond` frames of the window outside (a tile: a long run of
         # them) and lasts until none of the window is: a change that hovers around the
         # count pages once, not at every crossing.
         due = np.where(
-            _IS_TILE, self.outside_run >= TILE_PERSISTENCE, outside >= self.parameters.beyond
+            _IS_TILE,
+            self.outside_run >= TILE_PERSISTENCE,
+            counted_outside >= self.parameters.beyond,
         )
         starting = due & ~self.alarming
         # One page per episode of the source, not per signal: signals that join an
         # episode under way are kept alarming (and out of the reference) but not paged.
         joining = self.alarming.any()
         self.alarming = (self.alarming | starting) & (outside > 0)
+        held = bool(((outside >= self.parameters.beyond) & ~_IS_TILE & ~due).any())
         if joining or not starting.any():
-            return []
+            return [], held
         recent = np.median(tested, axis=0)
         spread = 1.4826 * np.median(np.abs(self.reference - normal), axis=0)
         # A signal that never moved in the reference (no clipping, say) has no spread of
         # its own: its floor stands in for it, so the deviation stays finite.
         spread = np.maximum(spread, floors / 3.0 + 1e-9)
-        return [
+        changes = [
             SignalChange(
                 signal=self.signals[i],
                 direction="up" if above[i] >= below[i] else "down",
@@ -405,6 +457,7 @@ class OwnNormal:
             )
             for i in np.flatnonzero(starting)
         ]
+        return changes, held
 
     def to_state(self) -> PlainState:
         parameters = self.parameters
@@ -421,6 +474,7 @@ class OwnNormal:
             "recent": self.recent,
             "alarming": self.alarming,
             "outside_run": self.outside_run,
+            "moving_locally": self.moving_locally,
         }
         if self.reference_thumbnail is not None and self.previous_thumbnail is not None:
             state["thumbnail_shape"] = [str(side) for side in self.reference_thumbnail.shape]
@@ -447,6 +501,7 @@ class OwnNormal:
             recent=fields.array("recent", np.float32, (kept, count)),
             alarming=fields.array("alarming", np.bool_, (count,)),
             outside_run=fields.array("outside_run", np.int32, (count,)),
+            moving_locally=fields.array("moving_locally", np.bool_, (kept,)),
         )
         if "thumbnail_shape" in fields.names():
             sides = fields.texts("thumbnail_shape", 2)

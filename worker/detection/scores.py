@@ -25,6 +25,18 @@ TILE_GRID = 4
 TILE_NAMES: tuple[str, ...] = tuple(
     f"tile_r{row}c{column}" for row in range(TILE_GRID) for column in range(TILE_GRID)
 )
+# The same tiles' pictures against the source's reference picture (`tile_looks`): a dark
+# occluder can leave the model's error where it was, never the picture.
+LOOK_NAMES: tuple[str, ...] = tuple(name.replace("tile_", "look_") for name in TILE_NAMES)
+
+
+def tile_of(signal: str) -> str | None:
+    """The tile a per-tile signal is about (`tile_r0c0` for `look_r0c0` too), else None."""
+    if signal in TILE_NAMES:
+        return signal
+    if signal in LOOK_NAMES:
+        return TILE_NAMES[LOOK_NAMES.index(signal)]
+    return None
 
 
 @dataclass(frozen=True)

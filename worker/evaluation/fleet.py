@@ -61,7 +61,7 @@ from framedrift.worker.detection.own_normal import (
     OwnNormalParameters,
     SignalChange,
 )
-from framedrift.worker.detection.scores import TILE_GRID, TILE_NAMES
+from framedrift.worker.detection.scores import TILE_GRID, TILE_NAMES, tile_of
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
 from framedrift.worker.model.scoring import Scorer
@@ -284,6 +284,8 @@ def _read(reader: OwnNormal, frames: Iterable[np.ndarray], progress: bool) -> np
             rows.append(_row(reader.read(frame_signals(frame), float(error), tiles)))
             if progress and len(rows) % PROGRESS_EVERY == 0:
                 _progress.put(PROGRESS_EVERY)
+    if progress:
+        _progress.put(len(rows) % PROGRESS_EVERY)
     return np.array(rows, np.float32).reshape(len(rows), READING_COLUMNS)
 
 
@@ -318,11 +320,7 @@ def _read_fleet(jobs: list[CameraJob], model_path: Path, processes: int) -> list
     """
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
-    # Clean frames are counted in whole PROGRESS_EVERY, fault runs at their end.
-    total = sum(
-        job.size.frames // PROGRESS_EVERY * PROGRESS_EVERY + len(job.runs) * job.size.horizon
-        for job in jobs
-    )
+    total = sum(job.size.frames + len(job.runs) * job.size.horizon for job in jobs)
     bar = tqdm(total=total, desc="fleet frames", unit="frame", smoothing=0.05)
     with context.Pool(processes, _start_worker, (model_path, progress_queue)) as pool:
         pending = pool.map_async(read_camera, jobs, chunksize=1)
@@ -491,7 +489,7 @@ def _fault_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first_signals = Counter(change["signal"] for run in runs for change in run["first_signals"])
     named = Counter(signal for run in runs for signal in run["named_within_a_window"])
     named_tiles = [
-        [name for name in run["named_within_a_window"] if name in TILE_NAMES] for run in runs
+        sorted({tile_of(name) for name in run["named_within_a_window"]} - {None}) for run in runs
     ]
     local = runs[0]["fault_tiles"] is not None
     return {
@@ -638,7 +636,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         frame_signals_named = {
             signal: runs
             for signal, runs in row["named_within_a_window"].items()
-            if signal not in TILE_NAMES
+            if tile_of(signal) is None
         }
         only_fault_tiles = row["runs_naming_only_fault_tiles"]
         lines.append(

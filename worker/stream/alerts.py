@@ -14,7 +14,7 @@ from framedrift.schemas.alerts import (
 )
 from framedrift.worker.detection.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
 from framedrift.worker.detection.relative_increase import percent_change
-from framedrift.worker.detection.scores import SIGNALS, TILE_NAMES
+from framedrift.worker.detection.scores import SIGNALS, TILE_NAMES, tile_of
 
 # A fixed namespace makes alert ids stable across workers and restarts.
 _ALERT_ID_NAMESPACE = uuid.UUID("5b8f2d4e-7c1a-4e9b-9f3d-2a6c8e0b1d47")
@@ -61,7 +61,8 @@ def build_alert(
         )
         for name in SIGNALS
     }
-    tiles = [change.signal for change in firing.changes if change.signal in TILE_NAMES]
+    moved = (tile_of(change.signal) for change in firing.changes)
+    tiles = sorted({tile for tile in moved if tile is not None}, key=TILE_NAMES.index)
     extent = None if not tiles else "local" if len(tiles) <= len(TILE_NAMES) // 2 else "global"
     return DriftAlert(
         alert_id=alert_id(
