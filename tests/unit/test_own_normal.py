@@ -48,6 +48,7 @@ class Camera:
         frozen: np.ndarray | None = None,
         tiles_scaled: dict[int, float] | None = None,
         moving_tiles: tuple[int, ...] = (),
+        covered: dict[int, float] | None = None,
         **moved: float,
     ) -> tuple[FrameQuality, float, np.ndarray]:
         jitter = {
@@ -68,6 +69,10 @@ class Camera:
             noisy[rows * 12 : rows * 12 + 12, columns * 16 : columns * 16 + 16] = self.rng.uniform(
                 40, 200, size=(12, 16)
             )
+        for tile, grey in (covered or {}).items():  # a flat patch over it, sensor noise on top
+            rows, columns = divmod(tile, 4)
+            patch = noisy[rows * 12 : rows * 12 + 12, columns * 16 : columns * 16 + 16]
+            patch[:] = grey + self.rng.normal(0, 2.0, patch.shape)
         thumbnail = np.clip(noisy, 0, 255).astype(np.uint8)
         return FrameQuality(signals, thumbnail), error, tiles
 
@@ -142,6 +147,35 @@ def test_a_local_change_names_its_tiles_only_once_it_has_lasted() -> None:
     assert first - onset == TILE_PERSISTENCE - 1
     named = {change.signal for _, change in alarms}
     assert named == {"tile_r0c0", "tile_r0c1"}
+
+
+def test_an_occluder_the_model_reconstructs_well_is_seen_in_its_tiles_pictures() -> None:
+    """A dark patch stuck over two tiles: their errors stay put (the model draws a flat
+    patch well), their pictures do not. Paged after `TILE_PERSISTENCE` still frames,
+    naming those tiles' pictures and nothing else."""
+    camera = Camera(seed=14)
+    onset = PARAMETERS.warmup_frames + 100
+    frames = [camera.frame() for _ in range(onset)]
+    frames += [camera.frame(covered={9: 30.0, 10: 30.0}) for _ in range(TILE_PERSISTENCE + 20)]
+
+    alarms = run(OwnNormal(parameters=PARAMETERS), frames)
+
+    (first, _), *_ = alarms
+    assert first - onset == TILE_PERSISTENCE  # its first frame moved: the patch came
+    assert {change.signal for _, change in alarms} == {"look_r2c1", "look_r2c2"}
+
+
+def test_something_dark_passing_slowly_pages_nothing_though_it_barely_moves() -> None:
+    """At night a dark object crossing slowly changes a tile by less per frame than the
+    sensor's noise does, so the tile counts as still; but what it shows keeps changing
+    as it passes (not steady), unlike an occluder's."""
+    camera = Camera(seed=15)
+    frames = [camera.frame() for _ in range(PARAMETERS.warmup_frames + 100)]
+    shade = [120.0 - 1.8 * i for i in range(60)]  # darker and darker as it comes in
+    frames += [camera.frame(covered={5: grey}) for grey in shade]
+    frames += [camera.frame() for _ in range(50)]
+
+    assert run(OwnNormal(parameters=PARAMETERS), frames) == []
 
 
 def test_an_object_crossing_a_tile_for_a_while_pages_nothing() -> None:

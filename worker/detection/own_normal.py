@@ -26,10 +26,14 @@ Why this test:
   creeps in (dawn, an object sliding into view) is then followed frame by frame, and
   only a step stands out. Widening the range only lowers the false-alarm chance.
 
-A tile is tested otherwise: it alarms after `TILE_PERSISTENCE` frames in a row outside
-its range *while it held still* (its frame-to-frame change at the sensor's noise), since
-something crossing the scene moves the tiles it covers for as long as it is there, and a
-smudge or an occluder on the lens does not move.
+A tile (its reconstruction error, and its picture against the source's first:
+`tile_looks`) is tested otherwise: it alarms after `TILE_PERSISTENCE` frames in a row
+outside its range *in which it held still* (its frame-to-frame change at the sensor's
+noise), and only while its value is steady, since something crossing the scene moves
+the tiles it covers, or at least keeps changing what they show, for as long as it is
+there, and a smudge or an occluder on the lens does neither. A tile's reference takes
+only frames in which it held still. Frame-wide signals, in turn, start to alarm only on
+frames in which nothing moved in part of the picture (`_test`).
 
 The reference is the source's own: during a warm-up it takes every `refresh_every`-th
 frame until it holds `reference_size` of them (128 frames spanning 2,048 with the
@@ -137,12 +141,15 @@ FLOORS: dict[str, Floor] = {
 # a scene move tile errors for 30 to 150 frames on the evaluation's cameras (its clean
 # cameras' false alarms were nearly all tiles under the k-of-9 rule), and a local fault
 # stays. Frame-wide signals keep the fast k-of-9 rule.
-TILE_PERSISTENCE = 30
+TILE_PERSISTENCE = 40
 # A tile holds still while its frame-to-frame change (`tile_changes`, grey levels) stays
 # within this many times the quietest frame change of the reference (the sensor's noise
 # when nothing moves), plus a margin for a thumbnail's rounding.
-STILL_MOTION_FACTOR = 3.0
-STILL_MOTION_MIN = 0.5
+STILL_MOTION_FACTOR = 2.0
+STILL_MOTION_MIN = 0.3
+# A tile alarms only while its value over the kept frames (window and trail) spans at
+# most this fraction of its level, plus its floor.
+STEADY_FRACTION = 0.25
 _FRAME_CHANGE = WATCHED_SIGNALS.index("frame_change")
 # Frame-wide signals an object crossing the scene cannot move the way a fault does: the
 # view's shift is the static scene's (phase correlation), and frame_change is tested
@@ -256,8 +263,8 @@ class OwnNormal:
     alarming: np.ndarray = field(default=None)  # type: ignore[assignment]  # (signals,) bool
     # (signals,): how many frames in a row, up to the newest, lay outside the range
     outside_run: np.ndarray = field(default=None)  # type: ignore[assignment]
-    # (window + trail,) bool, rows as `recent`: something moved in a part of the frame
-    moving_locally: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # (window + trail, tiles) bool, rows as `recent`: which tiles moved in that frame
+    tile_moving: np.ndarray = field(default=None)  # type: ignore[assignment]
     previous_thumbnail: np.ndarray | None = None  # for frame_change
     reference_thumbnail: np.ndarray | None = None  # for displacement: the first frame's
     # Derived from the fields above, kept between frames, never stored: the reference's
@@ -278,8 +285,8 @@ class OwnNormal:
             self.alarming = np.zeros(count, np.bool_)
         if self.outside_run is None:
             self.outside_run = np.zeros(count, np.int32)
-        if self.moving_locally is None:
-            self.moving_locally = np.zeros(self.parameters.kept_frames, np.bool_)
+        if self.tile_moving is None:
+            self.tile_moving = np.zeros((self.parameters.kept_frames, len(TILE_NAMES)), np.bool_)
 
     @property
     def warming_up(self) -> bool:
@@ -319,32 +326,27 @@ class OwnNormal:
         # `window` times, it may now join the reference (it stays on in the trail).
         leaving_index = self.frames - window
         leaving = self.recent[leaving_index % kept].copy() if leaving_index >= 0 else None
+        leaving_moved = self.tile_moving[leaving_index % kept].copy()
         self.recent[self.frames % kept] = values
-        self.moving_locally[self.frames % kept] = self._moves_locally(reading.tile_motion)
+        self.tile_moving[self.frames % kept] = (
+            reading.tile_motion > self._still_limit() if self.reference_count else False
+        )
         self.frames += 1
         testing = not self.warming_up and self.frames >= kept
-        changes, held = self._test(reading.tile_motion) if testing else ([], False)
+        changes, held = self._test() if testing else ([], False)
         # Nothing joins while a signal alarms, a tile's run outside is under way, or a
         # frame-wide signal waits out motion to alarm: each may be a fault, which must
         # not become the normal it is judged against.
         settled = not self.alarming.any() and not self.outside_run[_IS_TILE].any() and not held
         joins = leaving_index % self.parameters.refresh_every == 0 and settled
         if leaving is not None and joins:
-            self._remember(leaving)
+            self._remember(leaving, leaving_moved)
         return changes
 
     def _still_limit(self) -> float:
         """A tile's frame-to-frame change up to which it held still (`STILL_MOTION_FACTOR`)."""
         lowest = self._reference_summary()[1]
         return float(STILL_MOTION_FACTOR * lowest[_FRAME_CHANGE] + STILL_MOTION_MIN)
-
-    def _moves_locally(self, tile_motion: np.ndarray) -> bool:
-        """Something moves in some tiles, not most: an object crossing the scene, not a
-        change of the whole picture (light, focus, a knock, a frozen or noisier stream)."""
-        if self.reference_count == 0:
-            return False
-        moving = int((tile_motion > self._still_limit()).sum())
-        return 0 < moving <= len(tile_motion) // 2
 
     def _restart(self, thumb: np.ndarray) -> None:
         """A first frame, or one of another size (the camera's resolution changed): the
@@ -354,13 +356,23 @@ class OwnNormal:
         self.recent[:] = 0.0
         self.alarming[:] = False
         self.outside_run[:] = 0
-        self.moving_locally[:] = False
+        self.tile_moving[:] = False
         self.previous_thumbnail = thumb
         self.reference_thumbnail = thumb
         self._summary = self._reference_spectrum = None
 
-    def _remember(self, values: np.ndarray) -> None:
-        self.reference[self.reference_next] = values
+    def _remember(self, values: np.ndarray, tile_moved: np.ndarray) -> None:
+        """`values` join the reference, except a tile's where it moved: a tile is tested
+        on frames it held still, against what it looked like holding still. There the
+        row keeps the still value it had (during the warm-up: the row before's)."""
+        row = self.reference_next
+        moved = np.zeros(len(self.signals), np.bool_)
+        moved[_IS_TILE] = np.tile(tile_moved, 2)  # errors, then looks
+        if moved.any() and self.reference_count:
+            full = self.reference_count == self.parameters.reference_size
+            kept_from = self.reference[row if full else row - 1]
+            values = np.where(moved, kept_from, values)
+        self.reference[row] = values
         self.reference_next = (self.reference_next + 1) % self.parameters.reference_size
         self.reference_count = min(self.reference_count + 1, self.parameters.reference_size)
         self._summary = None
@@ -376,11 +388,10 @@ class OwnNormal:
             self._summary = (normal, lowest, highest, floors)
         return self._summary
 
-    def _test(self, tile_motion: np.ndarray) -> tuple[list[SignalChange], bool]:
+    def _test(self) -> tuple[list[SignalChange], bool]:
         """The signals whose alarm starts at the newest frame, and whether a frame-wide
         signal has enough of the window outside to alarm but for motion (held back)."""
         normal, lowest, highest, floors = self._reference_summary()
-        still_limit = self._still_limit()
         window, kept = self.parameters.window, self.parameters.kept_frames
         newest_first = [(self.frames - 1 - age) % kept for age in range(kept)]
         tested, trail = self.recent[newest_first[:window]], self.recent[newest_first[window:]]
@@ -413,23 +424,29 @@ class OwnNormal:
         # A frame-wide signal starts to alarm only on frames in which nothing moved in
         # part of the picture: an object entering a dark, plain scene raises its contrast
         # as fast as a fault would. (Its alarm, once started, lasts on every frame.)
-        quiet = (
-            ~self.moving_locally[newest_first[:window]][:, None] | _IS_TILE | _UNMOVED_BY_OBJECTS
-        )
+        moving = self.tile_moving[newest_first[:window]].sum(axis=1)
+        moving_locally = (moving > 0) & (moving <= len(TILE_NAMES) // 2)
+        quiet = ~moving_locally[:, None] | _IS_TILE | _UNMOVED_BY_OBJECTS
         counted_outside = np.maximum((is_above & quiet).sum(axis=0), (is_below & quiet).sum(axis=0))
         newest_outside = is_above[0] | is_below[0]
         # A tile's run counts frames outside in which the tile held still: something
         # crossing the scene moves the tiles it covers, a fault on the lens does not.
         still = np.ones_like(newest_outside)
-        still[_IS_TILE] = np.tile(tile_motion <= still_limit, 2)  # errors, then looks
+        still[_IS_TILE] = np.tile(~self.tile_moving[newest_first[0]], 2)  # errors, then looks
         counted = newest_outside & still
         self.outside_run = np.where(counted, self.outside_run + 1, 0).astype(np.int32)
         # An alarm starts at `beyond` frames of the window outside (a tile: a long run of
         # them) and lasts until none of the window is: a change that hovers around the
         # count pages once, not at every crossing.
+        # A tile's run must also be steady: a dark object crossing at night moves its
+        # tiles by less than the sensor's noise does, but what the tile shows keeps
+        # changing as it passes, while an occluder or a smudge stays put.
+        kept_values = self.recent
+        level = np.abs(np.median(kept_values, axis=0))
+        steady = np.ptp(kept_values, axis=0) <= STEADY_FRACTION * level + floors
         due = np.where(
             _IS_TILE,
-            self.outside_run >= TILE_PERSISTENCE,
+            (self.outside_run >= TILE_PERSISTENCE) & steady,
             counted_outside >= self.parameters.beyond,
         )
         starting = due & ~self.alarming
@@ -474,7 +491,7 @@ class OwnNormal:
             "recent": self.recent,
             "alarming": self.alarming,
             "outside_run": self.outside_run,
-            "moving_locally": self.moving_locally,
+            "tile_moving": self.tile_moving,
         }
         if self.reference_thumbnail is not None and self.previous_thumbnail is not None:
             state["thumbnail_shape"] = [str(side) for side in self.reference_thumbnail.shape]
@@ -501,7 +518,7 @@ class OwnNormal:
             recent=fields.array("recent", np.float32, (kept, count)),
             alarming=fields.array("alarming", np.bool_, (count,)),
             outside_run=fields.array("outside_run", np.int32, (count,)),
-            moving_locally=fields.array("moving_locally", np.bool_, (kept,)),
+            tile_moving=fields.array("tile_moving", np.bool_, (kept, len(TILE_NAMES))),
         )
         if "thumbnail_shape" in fields.names():
             sides = fields.texts("thumbnail_shape", 2)

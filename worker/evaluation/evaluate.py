@@ -552,6 +552,13 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fleet-runs", type=int, default=default.runs, help="runs per fault")
     parser.add_argument(
+        "--fleet-seed",
+        type=int,
+        default=default.seed,
+        help="another seed: other cameras (scenes, lenses, objects) and onsets, for a check "
+        "on cameras the test was not tuned on",
+    )
+    parser.add_argument(
         "--fleet-processes", type=int, default=default.processes, help="worker processes"
     )
     parser.add_argument(
@@ -598,6 +605,7 @@ def fleet_section(args: argparse.Namespace) -> tuple[dict, str]:
             frames=args.fleet_frames,
             runs=args.fleet_runs,
             processes=args.fleet_processes,
+            seed=args.fleet_seed,
         )
         readings = fleet.read_fleet(size, args.fleet_model)
         fleet.save_readings(args.out / "fleet-readings.npz", readings)
