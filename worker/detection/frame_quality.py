@@ -175,14 +175,7 @@ def tile_changes(thumb: np.ndarray, previous_thumb: np.ndarray) -> np.ndarray:
     """
     _check_alike(thumb, previous_thumb)
     difference = np.abs(thumb.astype(np.float32) - previous_thumb.astype(np.float32))
-    return np.array(
-        [
-            difference[rows, columns].mean()
-            for rows in _tile_bins(difference.shape[0])
-            for columns in _tile_bins(difference.shape[1])
-        ],
-        np.float32,
-    )
+    return _tile_means(difference).astype(np.float32)
 
 
 def tile_looks(thumb: np.ndarray, reference_thumb: np.ndarray) -> np.ndarray:
@@ -202,31 +195,38 @@ def tile_looks(thumb: np.ndarray, reference_thumb: np.ndarray) -> np.ndarray:
     """
     _check_alike(thumb, reference_thumb)
     current, reference = thumb.astype(np.float32), reference_thumb.astype(np.float32)
-    bins = [
-        (rows, columns)
-        for rows in _tile_bins(current.shape[0])
-        for columns in _tile_bins(current.shape[1])
-    ]
     # +1 grey level: a black tile has a ratio, and a dark one's noise is not amplified.
-    reference_levels = np.array([reference[tile].mean() + 1.0 for tile in bins])
-    ratios = np.array([current[tile].mean() + 1.0 for tile in bins]) / reference_levels
-    light = float(np.median(ratios))
-    return np.array(
-        [
-            100.0 * np.abs(current[tile] - light * reference[tile]).mean() / (light * level)
-            for tile, level in zip(bins, reference_levels, strict=True)
-        ],
-        np.float32,
+    reference_levels = _tile_means(reference) + 1.0
+    light = float(np.median((_tile_means(current) + 1.0) / reference_levels))
+    difference = _tile_means(np.abs(current - light * reference))
+    return (100.0 * difference / (light * reference_levels)).astype(np.float32)
+
+
+def _tile_means(image: np.ndarray) -> np.ndarray:
+    """The mean of each tile of the `TILE_GRID` grid, row by row, from the image's summed
+    area table (bins may overlap by a pixel, as adaptive average pooling cuts them)."""
+    summed = np.zeros((image.shape[0] + 1, image.shape[1] + 1), np.float64)
+    summed[1:, 1:] = image.cumsum(axis=0, dtype=np.float64).cumsum(axis=1)
+    (row_start, row_stop), (column_start, column_stop) = (
+        _tile_bins(image.shape[0]),
+        _tile_bins(image.shape[1]),
     )
+    sums = (
+        summed[np.ix_(row_stop, column_stop)]
+        - summed[np.ix_(row_start, column_stop)]
+        - summed[np.ix_(row_stop, column_start)]
+        + summed[np.ix_(row_start, column_start)]
+    )
+    counts = np.outer(row_stop - row_start, column_stop - column_start)
+    return (sums / counts).ravel()
 
 
 @functools.cache
-def _tile_bins(length: int) -> tuple[slice, ...]:
-    """`TILE_GRID` bins of `length` pixels, as adaptive average pooling cuts them."""
-    return tuple(
-        slice(index * length // TILE_GRID, -(-(index + 1) * length // TILE_GRID))
-        for index in range(TILE_GRID)
-    )
+def _tile_bins(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the `TILE_GRID` bins of `length` pixels start and stop, as adaptive average
+    pooling cuts them."""
+    index = np.arange(TILE_GRID)
+    return index * length // TILE_GRID, -(-(index + 1) * length // TILE_GRID)
 
 
 def phase_spectrum(thumb: np.ndarray) -> np.ndarray:

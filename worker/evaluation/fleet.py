@@ -741,15 +741,20 @@ def plot_against_ert(results: dict[str, Any], path: Path) -> None:
     figure, (delays, alarms) = plt.subplots(
         1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]}
     )
-    for fault in results["faults"]:
+    markers = "osD^vP*Xh<>"
+    longest = 1.0
+    for index, fault in enumerate(results["faults"]):
         medians = [row["faults"][fault]["median_delay"] for row in rows]
         shown = [
             (ert, median) for ert, median in zip(erts, medians, strict=True) if median is not None
         ]
         if shown:
-            delays.plot(*zip(*shown, strict=True), marker="o", label=fault)
+            marker = markers[index % len(markers)]
+            delays.plot(*zip(*shown, strict=True), marker=marker, alpha=0.8, label=fault)
+            longest = max([longest, *(median for _, median in shown)])
     delays.set_xscale("log")
-    delays.set_yscale("symlog", linthresh=10)
+    delays.set_yscale("log")
+    delays.set_ylim(1, longest * 3)
     delays.set_xlabel("ERT: frames per camera between false alarms")
     delays.set_ylabel("median delay, frames")
     delays.set_title("Faults: median delay against the ERT", fontsize=10)
@@ -765,7 +770,8 @@ def plot_against_ert(results: dict[str, Any], path: Path) -> None:
         label="allowed by the ERT",
     )
     alarms.set_xscale("log")
-    alarms.set_yscale("symlog", linthresh=0.1)
+    alarms.set_yscale("symlog", linthresh=0.01)
+    alarms.set_ylim(0, max([row["expected_at_ert"] for row in rows] + [1.0]) * 3)
     alarms.set_xlabel("ERT")
     alarms.set_ylabel("false alarms on the clean cameras")
     alarms.set_title("Clean cameras", fontsize=10)
