@@ -7,14 +7,19 @@ what the worker computes for the *changed* question: `frame_signals` at the fram
 resolution, the reconstruction error of a 64×64 colour autoencoder trained on clean
 frames of the whole fleet, and one `OwnNormal` per camera.
 
-Each camera is one job: its clean stream, frame 0 to `frames`, in time order. The fault
-runs branch off these streams: at a run's onset the camera's `OwnNormal` is copied, and
-the copy sees `horizon` frames of the faulty camera while the original goes on clean.
-So a fault run's warm-up and clean frames are the clean stream's own (no frame is made
-twice), its onset falls at any hour of the camera's day, and an alarm before the onset
-is a clean camera's false alarm, counted once, there. A signal already alarming at an
-onset (latched by such a false alarm) cannot start a new alarm: the runs where that
-happened are counted (`alarming_at_onset`).
+Two stages. *Reading* (worker processes, the costly part): each camera is one job, its
+clean stream from frame 0 to `frames` in time order, each frame read as the worker reads
+it (`OwnNormal.read`: the watched signals and each tile's motion); at a fault run's
+onset the reader is copied, and the copy reads `horizon` frames of the faulty camera.
+The readings can be saved and loaded (`save_readings`, `load_readings`). *Replaying*
+(the parent): the test (`OwnNormal.observe_reading`) runs over each clean stream and
+branches off a copy at every onset. So a fault run's warm-up and clean frames are the
+clean stream's own (no frame is made twice), its onset falls at any hour of the
+camera's day, and an alarm before the onset is a clean camera's false alarm, counted
+once, there. A signal already alarming at an onset (latched by such a false alarm)
+cannot start a new alarm: the runs where that happened are counted
+(`alarming_at_onset`). Replaying is cheap, so it is done at the configured ERT and at
+each of `SWEEP_ERTS`.
 
 Model: trained on first use on `training_frames` clean frames spread over every camera's
 day, and cached (`DEFAULT_FLEET_MODEL`); a cached file is used as it is.
@@ -296,6 +301,7 @@ def read_camera(job: CameraJob) -> CameraReadings:
     first frame's); a fault run reads on from a copy of it at its onset."""
     fleet = _fleet(job.size)
     camera = fleet.cameras[job.camera]
+    # Reading keeps only thumbnails; the test's parameters do not enter it.
     reader = OwnNormal(parameters=job.size.own_normal(DEFAULT_FLEET_ERT))
     clean, runs, position = [], [], 0
     onsets = sorted(job.runs, key=lambda run: run.onset)
