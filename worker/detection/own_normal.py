@@ -159,6 +159,16 @@ _UNMOVED_BY_OBJECTS = np.array(
     [name in ("displacement", "frame_change") for name in WATCHED_SIGNALS]
 )
 _IS_TILE = np.array([name in TILE_NAMES or name in LOOK_NAMES for name in WATCHED_SIGNALS])
+
+
+def _per_tile(flags: np.ndarray, elsewhere: bool) -> np.ndarray:
+    """A flag per tile spread over the watched signals: each tile's error and picture
+    take its flag, the frame-wide signals `elsewhere`."""
+    spread = np.full(len(WATCHED_SIGNALS), elsewhere)
+    spread[_IS_TILE] = np.tile(flags, 2)  # WATCHED_SIGNALS: errors, then looks
+    return spread
+
+
 # Which side of the range each watched signal is tested on, in `WATCHED_SIGNALS` order.
 _TESTED_UP = np.array([FLOORS[name].up for name in WATCHED_SIGNALS])
 _TESTED_DOWN = np.array([FLOORS[name].down for name in WATCHED_SIGNALS])
@@ -367,8 +377,7 @@ class OwnNormal:
         on frames it held still, against what it looked like holding still. There the
         row keeps the still value it had (during the warm-up: the row before's)."""
         row = self.reference_next
-        moved = np.zeros(len(self.signals), np.bool_)
-        moved[_IS_TILE] = np.tile(tile_moved, 2)  # errors, then looks
+        moved = _per_tile(tile_moved, elsewhere=False)
         if moved.any() and self.reference_count:
             full = self.reference_count == self.parameters.reference_size
             kept_from = self.reference[row if full else row - 1]
@@ -432,8 +441,7 @@ class OwnNormal:
         newest_outside = is_above[0] | is_below[0]
         # A tile's run counts frames outside in which the tile held still: something
         # crossing the scene moves the tiles it covers, a fault on the lens does not.
-        still = np.ones_like(newest_outside)
-        still[_IS_TILE] = np.tile(~self.tile_moving[newest_first[0]], 2)  # errors, then looks
+        still = _per_tile(~self.tile_moving[newest_first[0]], elsewhere=True)
         counted = newest_outside & still
         self.outside_run = np.where(counted, self.outside_run + 1, 0).astype(np.int32)
         # A tile's run must also be steady: a dark object crossing at night moves its
