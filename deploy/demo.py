@@ -1,13 +1,16 @@
-"""`framedrift demo`: the whole product on one machine, with real servers, in about a minute.
+"""`framedrift demo`: the whole product on one machine, with real servers, in about two minutes.
 
-1. Train a small model on the Fashion-MNIST sample shipped with framedrift (once; cached
-   in ./artifacts/).
+1. Train a small colour model on clean frames of seven of the demo's eight fixed cameras
+   (once; cached in ./artifacts/).
 2. Start the local broker and Redis (`deploy/local_servers.py`), create the topics.
-3. Start `framedrift worker` as a separate process, as it would run in production.
-4. Stream events from several cameras, with drift switched on mid-stream for some.
+3. Start `framedrift worker` as a separate process, as it would run in production, set
+   for fixed cameras (`FRAMEDRIFT_SOURCE_KIND=cameras`) with a short warm-up.
+4. Stream the cameras (`producers/camera_stream.py`: photographs from scikit-image's
+   wheel, sensor noise, shake, moving objects, 320×240 JPEG): five get a fault at frame
+   450, two stay clean, and one looks at a scene the model never saw.
 5. Print alerts as they arrive on the alerts topic; stop when every event is committed.
-6. Summarise: events processed, alerts per source and detector, detection delays,
-   false alarms on clean sources.
+6. Summarise: events processed, what each camera's alerts said was wrong and where,
+   detection delays, false alarms on clean cameras.
 """
 
 from __future__ import annotations
@@ -19,44 +22,68 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from framedrift.deploy.local_servers import LocalServers, free_port, require_server_binaries
-from framedrift.producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
-from framedrift.producers.stream import StreamPlan, produce_stream, sequence_of, source_ids
+from framedrift.producers.camera_fleet import (
+    ColourCast,
+    Defocus,
+    Knocked,
+    Occlusion,
+    Smudge,
+    frames_over_the_day,
+)
+from framedrift.producers.camera_stream import CameraStreamPlan, produce_camera_stream
+from framedrift.producers.stream import sequence_of, source_ids
 from framedrift.schemas.alerts import DriftAlert
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
 
 ARTIFACT_DIR = Path("artifacts")
-DEMO_MODEL = ARTIFACT_DIR / "demo-model.pt"
+DEMO_MODEL = ARTIFACT_DIR / "demo-cameras-32.pt"
 WORKER_LOG = ARTIFACT_DIR / "demo-worker.log"
 INPUT_PARTITIONS = 4
 # Pinned for the worker (not read from the environment), so the demo's own progress
 # watcher and Redis read-back look at the worker's group and keys.
 DEMO_GROUP_ID = "framedrift-demo"
 DEMO_STATE_PREFIX = "framedrift-demo"
-PLAN = StreamPlan(
-    sources=8,
-    events_per_source=1500,
-    drift={
-        "camera-001": "noise",
-        "camera-002": "covariate",
-        "camera-003": "novel",
-        "camera-004": "occlusion",
-        "camera-005": "brightness",
+PLAN = CameraStreamPlan(
+    cameras=8,
+    frames_per_camera=750,
+    faults={
+        "camera-001": Defocus(),
+        "camera-002": Knocked(),
+        "camera-003": Smudge(corner="top-right"),
+        "camera-004": Occlusion(centre=(0.3, 0.7)),
+        "camera-005": ColourCast(towards="blue"),
     },
-    drift_at=750,
-    rate=3000.0,
-    seed=7,
+    onset=450,
 )
-_DEADLINE_S = 180.0
+# The model is trained without this camera: it must say so (out of domain), once, and
+# still learn the camera's own normal (no changed alert).
+UNSEEN_CAMERA = "camera-007"
+# Each camera's own normal: 256 frames (two of every frame go into its 128-frame
+# reference), so that the changed question is on 194 frames before the faults start.
+WARMUP_FRAMES = 256
+ERT = 1_000_000  # frames per camera between false alarms, per question
+MODEL_INPUT = 32  # pixels a side: the demo's model is small, to train in seconds
+TRAINING_FRAMES = 1_400
+TRAINING_REDUCTION = 5  # box-averaged to 64×48 before the model's resize: faster, alike
+_DEADLINE_S = 300.0
 _QUIET_AFTER_DONE_S = 2.0
+
+
+def scenario(source: str) -> str:
+    """What the demo did to `source`: its fault's name, `unseen scene` or `clean`."""
+    fault = PLAN.faults.get(source)
+    if fault is not None:
+        return fault.name
+    return "unseen scene" if source == UNSEEN_CAMERA else "clean"
 
 
 def _train_demo_model() -> None:
@@ -64,14 +91,15 @@ def _train_demo_model() -> None:
     from framedrift.worker.model.training import TrainingPlan, train_autoencoder
     from framedrift.worker.ops.settings import settings_from_env
 
-    reference = load_images(SAMPLE_DATA_DIR / "fashion-mnist-reference-images-idx3-ubyte.gz")
-    print(f"Training the demo autoencoder on {len(reference)} Fashion-MNIST sample images...")
+    sources = source_ids(PLAN.cameras)
+    trained_on = [index for index, source in enumerate(sources) if source != UNSEEN_CAMERA]
+    print(f"Training the demo's autoencoder on clean frames of {len(trained_on)} cameras...")
     artifact = train_autoencoder(
-        reference.images,
-        AutoencoderConfig(),
-        TrainingPlan(epochs=5),
+        frames_over_the_day(PLAN.fleet(), trained_on, TRAINING_FRAMES, TRAINING_REDUCTION),
+        AutoencoderConfig(height=MODEL_INPUT, width=MODEL_INPUT, channels=3),
+        TrainingPlan(epochs=8, batch_size=64),
         settings_from_env().detector_parameters(),
-        source_description="producers/sample_data (Fashion-MNIST sample)",
+        source_description=f"the demo's cameras {trained_on}: {TRAINING_FRAMES} clean frames",
     )
     artifact.save(DEMO_MODEL)
     print(f"  model {artifact.model_version}: validation error mean {artifact.baseline.mean:.4f}")
@@ -85,26 +113,43 @@ def _committed_total(consumer: KafkaConsumer, topic: str) -> int:
     return total
 
 
+def verdict(alert: DriftAlert) -> str:
+    """How the demo reads an alert: `expected` (after its camera's fault began; an
+    out-of-domain alert on the unseen camera), else `FALSE ALARM`."""
+    frame = sequence_of(alert.window_last_event.event_id)
+    if alert.source_id in PLAN.faults and frame >= PLAN.onset:
+        return "expected"
+    if alert.source_id == UNSEEN_CAMERA and alert.question == "out_of_domain":
+        return "expected"
+    return "FALSE ALARM"
+
+
+def evidence(alert: DriftAlert) -> str:
+    """What the alert says moved, and where: a changed alert its signals (in the camera's
+    own standard deviations) and tiles; an out-of-domain one its place in the baseline."""
+    if alert.question == "changed":
+        signals = ", ".join(f"{c.signal} {c.deviation_sd:+.0f}σ" for c in alert.changes[:3])
+        more = f" and {len(alert.changes) - 3} more" if len(alert.changes) > 3 else ""
+        where = f"; {alert.extent} in {len(alert.tiles)} tiles" if alert.tiles else ""
+        return f"{signals}{more}{where}"
+    if alert.detector == "coverage":
+        return (
+            f"typical frame {alert.statistic:.1f} spreads beyond the 99th percentile of the "
+            "model's validation images"
+        )
+    return f"mean error {alert.error_change_pct:+.1f}% against the model's baseline"
+
+
 def _print_alert(alert: DriftAlert, started: float) -> None:
-    sequence = sequence_of(alert.window_last_event.event_id)
-    scenario = PLAN.drift.get(alert.source_id, "none")
-    when = (
-        f"{sequence - PLAN.drift_at} events after the {scenario} onset"
-        if scenario != "none" and sequence >= PLAN.drift_at
-        else "FALSE ALARM"
-    )
-    threshold = "none" if alert.threshold is None else f"{alert.threshold:.4f}"  # adwin: none
-    # A changed alert says what moved against the camera's own normal; an out-of-domain
-    # one how far the error moved from the model's baseline.
-    evidence = (
-        ", ".join(f"{c.signal} {c.deviation_sd:+.1f}σ" for c in alert.changes[:3])
-        if alert.question == "changed"
-        else f"mean error {alert.error_change_pct:+.1f}%"
-    )
+    frame = sequence_of(alert.window_last_event.event_id)
+    happened = scenario(alert.source_id)
+    when = f"frame {frame}"
+    if alert.source_id in PLAN.faults and frame >= PLAN.onset:
+        when += f", {frame - PLAN.onset} after the {happened} began"
     print(
-        f"[{time.monotonic() - started:6.1f}s] ALERT {alert.source_id} {alert.question:<13} "
-        f"{alert.detector:<17} statistic {alert.statistic:8.4f} (threshold {threshold})  "
-        f"{evidence}  at event #{sequence}: {when}"
+        f"[{time.monotonic() - started:6.1f}s] {alert.source_id} {alert.question:<13} "
+        f"{alert.detector:<10} {when}: {evidence(alert)}"
+        + ("" if verdict(alert) == "expected" else "  FALSE ALARM")
     )
 
 
@@ -112,9 +157,7 @@ def run_demo(retrain: bool = False) -> int:
     require_server_binaries()  # before a minute of training, not after
     if retrain or not DEMO_MODEL.is_file():
         _train_demo_model()
-    clean = load_images(SAMPLE_DATA_DIR / "fashion-mnist-stream-images-idx3-ubyte.gz")
-    novel = load_images(SAMPLE_DATA_DIR / "mnist-novel-images-idx3-ubyte.gz")
-    total_events = PLAN.sources * PLAN.events_per_source
+    total_events = PLAN.cameras * PLAN.frames_per_camera
 
     hmac_key = secrets.token_hex(32)  # a fresh key each run: demo state is throwaway
     health_port = free_port()
@@ -134,6 +177,9 @@ def run_demo(retrain: bool = False) -> int:
             "FRAMEDRIFT_STATE_HMAC_KEY": hmac_key,
             "FRAMEDRIFT_GROUP_ID": DEMO_GROUP_ID,
             "FRAMEDRIFT_STATE_PREFIX": DEMO_STATE_PREFIX,
+            "FRAMEDRIFT_SOURCE_KIND": "cameras",
+            "FRAMEDRIFT_WARMUP_FRAMES": str(WARMUP_FRAMES),
+            "FRAMEDRIFT_ERT": str(ERT),
             "FRAMEDRIFT_LOG_FORMAT": "json",
             "FRAMEDRIFT_STATS_INTERVAL_S": "2",
             "FRAMEDRIFT_HEALTH_PORT": str(health_port),
@@ -151,7 +197,7 @@ def run_demo(retrain: bool = False) -> int:
                 stderr=subprocess.STDOUT,
             )
             try:
-                alerts = _stream_and_watch(servers, topics, clean, novel, total_events)
+                alerts = _stream_and_watch(servers, topics, total_events)
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
@@ -184,22 +230,20 @@ def _print_peak_throughput() -> None:
 
 
 def _stream_and_watch(
-    servers: LocalServers,
-    topics: dict[str, str],
-    clean: LabelledImages,
-    novel: LabelledImages,
-    total_events: int,
+    servers: LocalServers, topics: dict[str, str], total_events: int
 ) -> list[DriftAlert]:
-    drifted = ", ".join(f"{source} ({scenario})" for source, scenario in PLAN.drift.items())
-    clean_sources = [s for s in source_ids(PLAN.sources) if s not in PLAN.drift]
     print(
-        f"Streaming {total_events} events from {PLAN.sources} cameras at {PLAN.rate:.0f}/s; drift "
-        f"from event #{PLAN.drift_at} on {drifted}; clean: {', '.join(clean_sources)}"
+        f"Streaming {total_events} frames from {PLAN.cameras} fixed cameras "
+        f"({PLAN.frame_size[0]}×{PLAN.frame_size[1]} JPEG); each learns its own normal "
+        f"over its first {WARMUP_FRAMES} frames; from frame {PLAN.onset}: "
+        + ", ".join(f"{source} {fault.name}" for source, fault in PLAN.faults.items())
+        + f"; {UNSEEN_CAMERA}: a scene the model never saw; clean: "
+        + ", ".join(s for s in source_ids(PLAN.cameras) if scenario(s) == "clean")
     )
     producer = KafkaProducer(bootstrap_servers=servers.bootstrap_servers, acks="all", linger_ms=10)
     production = threading.Thread(
-        target=produce_stream,
-        args=(producer, topics["input"], PLAN, clean, novel),
+        target=produce_camera_stream,
+        args=(producer, topics["input"], PLAN),
         kwargs={"show_progress": False},
         daemon=True,
     )
@@ -246,38 +290,38 @@ def _stream_and_watch(
 
 
 def _summarise(alerts: list[DriftAlert], total_events: int, processed: dict[str, int]) -> int:
-    per_source: dict[str, Counter] = defaultdict(Counter)
-    first_delay: dict[str, int] = {}
-    false_alarms: Counter = Counter()
+    by_camera: dict[str, list[DriftAlert]] = defaultdict(list)
     for alert in alerts:
-        per_source[alert.source_id][alert.detector] += 1
-        sequence = sequence_of(alert.window_last_event.event_id)
-        if alert.source_id in PLAN.drift and sequence >= PLAN.drift_at:
-            delay = sequence - PLAN.drift_at
-            first_delay[alert.source_id] = min(delay, first_delay.get(alert.source_id, delay))
-        else:
-            false_alarms[alert.source_id] += 1
+        by_camera[alert.source_id].append(alert)
+    false_alarms = [alert for alert in alerts if verdict(alert) != "expected"]
     print("\nSummary")
     print(
-        f"  events streamed: {total_events} ({PLAN.events_per_source} per camera); "
+        f"  frames streamed: {total_events} ({PLAN.frames_per_camera} per camera); "
         f"counted by the worker in Redis: {sum(processed.values())}"
     )
-    print(f"  alerts: {len(alerts)}")
-    print(f"  {'source':<12} {'scenario':<12} {'first alert after onset':>24}  alerts by detector")
-    for source in source_ids(PLAN.sources):
-        scenario = PLAN.drift.get(source, "none")
-        delay = first_delay.get(source)
-        delay_text = (
-            f"{delay} events" if delay is not None else ("MISSED" if scenario != "none" else "-")
+    print(f"  alerts: {len(alerts)}, false alarms: {len(false_alarms)}")
+    print(f"  {'camera':<11} {'what happened':<14} {'first alert':>11}  what the alerts said")
+    missed = []
+    for source in source_ids(PLAN.cameras):
+        happened = scenario(source)
+        expected = [alert for alert in by_camera[source] if verdict(alert) == "expected"]
+        if happened != "clean" and not expected:
+            missed.append(source)
+        first = (
+            f"+{sequence_of(expected[0].window_last_event.event_id) - PLAN.onset}"
+            if expected and source in PLAN.faults
+            else ("MISSED" if source in missed else "-")
         )
-        detectors = ", ".join(
-            f"{name} {count}" for name, count in sorted(per_source[source].items())
+        said = "; ".join(
+            f"{alert.question} ({alert.detector}): {evidence(alert)}"
+            + (", tiles " + " ".join(t.removeprefix("tile_") for t in alert.tiles))
+            * (alert.extent == "local")
+            for alert in by_camera[source]
         )
-        print(f"  {source:<12} {scenario:<12} {delay_text:>24}  {detectors or 'none'}")
-    missed = [s for s in PLAN.drift if s not in first_delay]
-    print(f"  false alarms (clean sources, or before the onset): {sum(false_alarms.values())}")
+        print(f"  {source:<11} {happened:<14} {first:>11}  {said or 'nothing'}")
     print(
-        f"  drifted sources missed: {len(missed)}{' (' + ', '.join(missed) + ')' if missed else ''}"
+        f"  first alert: frames after the fault began. Missed: {len(missed)}"
+        + (f" ({', '.join(missed)})" if missed else "")
     )
     complete = sum(processed.values()) == total_events
     return 0 if complete and not missed and not false_alarms else 1

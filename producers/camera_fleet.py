@@ -38,12 +38,13 @@ import functools
 import importlib.resources
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 # (width, height) of a frame, in pixels.
 FrameSize = tuple[int, int]
@@ -925,3 +926,23 @@ class CameraFleet:
     ) -> Iterator[np.ndarray]:
         """Camera `camera_index`'s frames; see `Camera.frames`."""
         return self.cameras[camera_index].frames(start, count, fault, onset)
+
+
+def frames_over_the_day(
+    fleet: CameraFleet, cameras: Iterable[int], count: int, reduce_by: int = 1
+) -> np.ndarray:
+    """`count` clean frames of `cameras`, in turn, spread evenly over the fleet's day
+    (training data for a model of the fleet), each box-averaged by `reduce_by`."""
+    cameras = list(cameras)
+    day_period = fleet.cameras[0].day.period
+    starts = np.linspace(0, day_period, count, endpoint=False)
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(
+                    next(fleet.frames(cameras[index % len(cameras)], int(start)))
+                ).reduce(reduce_by)
+            )
+            for index, start in enumerate(tqdm(starts, desc="clean frames", unit="frame"))
+        ]
+    )

@@ -46,9 +46,33 @@ def image_event_record(
     label: int | None = None,
 ) -> KafkaRecord:
     """One image event, keyed by its source id."""
-    data = encode_image(image, encoding)
-    raw_shape = list(image.shape) if encoding == "raw" else None
-    raw_dtype = str(image.dtype) if encoding == "raw" else None
+    raw = encoding == "raw"
+    return encoded_event_record(
+        encode_image(image, encoding),
+        source_id,
+        event_id,
+        timestamp,
+        value_format,
+        encoding,
+        raw_shape=list(image.shape) if raw else None,
+        raw_dtype=str(image.dtype) if raw else None,
+        label=label,
+    )
+
+
+def encoded_event_record(
+    data: bytes,
+    source_id: str,
+    event_id: str,
+    timestamp: datetime,
+    value_format: ValueFormat,
+    encoding: Encoding,
+    *,
+    raw_shape: list[int] | None = None,
+    raw_dtype: str | None = None,
+    label: int | None = None,
+) -> KafkaRecord:
+    """One event of an image already encoded as `data` (a camera's own JPEG, say)."""
     if value_format == "binary":
         headers = BinaryEventHeaders(
             event_id=event_id,

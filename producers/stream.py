@@ -9,6 +9,8 @@ events came after the onset.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,7 +19,12 @@ from kafka import KafkaProducer
 from tqdm import tqdm
 
 from framedrift.producers.datasets import LabelledImages
-from framedrift.producers.events import Encoding, ValueFormat, image_event_record
+from framedrift.producers.events import (
+    Encoding,
+    KafkaRecord,
+    ValueFormat,
+    image_event_record,
+)
 from framedrift.producers.scenarios import ScenarioParameters, ScenarioSampler
 
 
@@ -77,15 +84,12 @@ def produce_stream(
         )
         for source in source_ids(plan.sources)
     }
-    sent = dict.fromkeys(samplers, 0)
-    futures = []
-    total = plan.sources * plan.events_per_source
-    started = time.monotonic()
-    with tqdm(total=total, desc="producing", unit="event", disable=not show_progress) as progress:
+
+    def records() -> Iterator[KafkaRecord]:
         for sequence in range(plan.events_per_source):
             for source, sampler in samplers.items():
                 image, label = sampler.draw(drifted=sequence >= plan.drift_at)
-                record = image_event_record(
+                yield image_event_record(
                     image,
                     source,
                     event_id(source, sequence),
@@ -94,19 +98,45 @@ def produce_stream(
                     plan.encoding,
                     label,
                 )
-                futures.append(
-                    producer.send(topic, key=record.key, value=record.value, headers=record.headers)
-                )
-                sent[source] += 1
-                progress.update()
-                if plan.rate:
-                    ahead = sum(sent.values()) / plan.rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
+
+    return send_records(
+        producer,
+        topic,
+        records(),
+        plan.sources * plan.events_per_source,
+        plan.rate,
+        show_progress,
+    )
+
+
+def send_records(
+    producer: KafkaProducer,
+    topic: str,
+    records: Iterable[KafkaRecord],
+    total: int,
+    rate: float | None = None,
+    show_progress: bool = True,
+) -> dict[str, int]:
+    """Send `records` (at most `rate` a second) and wait for every ack; returns records
+    sent per source (Kafka key)."""
+    sent: Counter[str] = Counter()
+    futures = []
+    started = time.monotonic()
+    with tqdm(total=total, desc="producing", unit="event", disable=not show_progress) as progress:
+        for record in records:
+            futures.append(
+                producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+            )
+            sent[record.key.decode()] += 1
+            progress.update()
+            if rate:
+                ahead = sent.total() / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
     producer.flush()
     failed = [future for future in futures if future.failed()]
     if failed:
         raise RuntimeError(
             f"{len(failed)} of {len(futures)} events were not acknowledged: {failed[0].exception}"
         )
-    return sent
+    return dict(sent)

@@ -18,13 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field
 #    estimate and its threshold null; `outliers_in_window` and `outliers_seen` added.
 # 4: two questions: `question` (out_of_domain: against the model's baseline; changed:
 #    against the source's own recent normal), the `own_normal` detector and its `changes`.
-ALERT_SCHEMA_VERSION = 4
+# 5: the `coverage` detector (out of domain on any kind of source, fixed cameras included).
+ALERT_SCHEMA_VERSION = 5
 # The kind of event, not the document's layout: that is `schema_version`.
 CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
 
 # The worker's detector registry lists the same names, then `own_normal` (a test compares).
 DetectorName = Literal[
-    "error_cusum", "latent_cusum", "ks", "relative_increase", "latent_mix", "adwin", "own_normal"
+    "error_cusum",
+    "latent_cusum",
+    "ks",
+    "relative_increase",
+    "latent_mix",
+    "adwin",
+    "coverage",
+    "own_normal",
 ]
 Question = Literal["out_of_domain", "changed"]
 
@@ -95,7 +103,7 @@ class DriftAlert(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[4] = ALERT_SCHEMA_VERSION
+    schema_version: Literal[5] = ALERT_SCHEMA_VERSION
     alert_id: str = Field(
         description="Deterministic: the same triggering event and detector give the same id, "
         "so a subscriber can drop an alert re-sent after a worker crash."
@@ -114,14 +122,17 @@ class DriftAlert(BaseModel):
         "over the baseline mean, in percent; latent_mix: the chi-square statistic of the "
         "latent-prototype counts; adwin: how much ADWIN's mean error estimate changed when "
         "it dropped the older part of its window (the new level minus the old, signed); "
-        "own_normal: the most frames of its test window that one signal had outside the "
-        "range of the source's reference frames."
+        "coverage: how far the median of the source's recent errors or latent distances "
+        "(whichever is further) lies beyond the baseline's 99th percentile, in units of "
+        "the baseline's spread from its median to that percentile; own_normal: the most "
+        "frames of its test window that one signal had outside the range of the source's "
+        "reference frames."
     )
     threshold: float | None = Field(
         description="What the statistic is compared with: the threshold calibrated to the "
         "configured expected run time; null for adwin, whose bound depends on its "
-        "sub-window sizes; for own_normal, the frames that must be outside (set for the "
-        "expected run time by an exact formula)."
+        "sub-window sizes; for coverage, 0.5, a fixed level; for own_normal, the frames "
+        "that must be outside (set for the expected run time by an exact formula)."
     )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")
     current: WindowStatistics = Field(description="The source's recent errors.")

@@ -11,6 +11,7 @@ import itertools
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from framedrift.producers.camera_fleet import (
     FAULTS,
@@ -30,8 +31,10 @@ from framedrift.producers.camera_fleet import (
     Smudge,
     decode_jpeg,
     encode_jpeg,
+    frames_over_the_day,
     load_photograph,
 )
+from framedrift.producers.camera_stream import CameraStreamPlan, camera_records
 
 SEED = 11
 MOTORCYCLE = 4  # the fleet's camera used for most fault checks: a detailed, well-lit scene
@@ -361,3 +364,45 @@ def test_invalid_settings_are_refused(fleet: CameraFleet) -> None:
         CameraFleet(cameras=0)
     with pytest.raises(ValueError, match="start"):
         fleet.frames(0, start=-1)  # at the call, not at the first frame
+
+
+def test_a_camera_stream_sends_each_cameras_frames_in_turn_with_its_fault_from_the_onset() -> None:
+    plan = CameraStreamPlan(
+        cameras=2,
+        frames_per_camera=3,
+        faults={"camera-001": Frozen()},
+        onset=1,
+        frame_size=(64, 48),
+        start_frame=100,
+    )
+    records = list(camera_records(plan))
+    headers = [dict(record.headers) for record in records]
+    assert [h["event_id"].decode() for h in headers] == [
+        "camera-000-0000000",
+        "camera-001-0000000",
+        "camera-000-0000001",
+        "camera-001-0000001",
+        "camera-000-0000002",
+        "camera-001-0000002",
+    ]
+    assert [record.key for record in records[:2]] == [b"camera-000", b"camera-001"]
+    assert {h["encoding"] for h in headers} == {b"jpeg"}
+    frames = [decode_jpeg(record.value) for record in records]
+    assert frames[0].shape == (48, 64, 3)
+    clean, frozen = frames[0::2], frames[1::2]
+    assert not np.array_equal(clean[1], clean[2])  # a live camera
+    assert np.array_equal(frozen[1], frozen[2])  # frozen from its onset on
+    assert not np.array_equal(frozen[0], frozen[1])  # and live before it
+
+
+def test_a_camera_stream_refuses_a_fault_on_a_camera_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="camera-009"):
+        CameraStreamPlan(cameras=2, faults={"camera-009": Frozen()})
+
+
+def test_training_frames_spread_over_the_day_and_are_reduced() -> None:
+    fleet = CameraFleet(2, seed=SEED, frame_size=(160, 120), day=DayCycle(period=100))
+    frames = frames_over_the_day(fleet, [0, 1], 4, reduce_by=5)
+    assert frames.shape == (4, 24, 32, 3)
+    expected = np.asarray(Image.fromarray(next(fleet.frames(1, 25))).reduce(5))
+    assert np.array_equal(frames[1], expected)  # camera 1, a quarter through the day

@@ -9,10 +9,16 @@ import pytest
 from scipy import stats
 
 from framedrift.worker.detection.adwin import Adwin
+from framedrift.worker.detection.coverage import Coverage
 from framedrift.worker.detection.cusum import Cusum
 from framedrift.worker.detection.ks import KsTest, ks_distance
 from framedrift.worker.detection.latent_mix import LatentMix
-from framedrift.worker.detection.monitor import SourceMonitor, SourceState
+from framedrift.worker.detection.monitor import (
+    MonitorConfig,
+    SourceMonitor,
+    SourceState,
+    scored_images,
+)
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.relative_increase import RelativeIncrease
 from framedrift.worker.detection.running_stats import RunningStats
@@ -138,6 +144,67 @@ def test_a_class_that_stops_arriving_is_caught_by_the_latent_mix(
     first = first_firings(feed(monitor, CONFIG, without_top, start=1000))
     assert "latent_mix" in first, first
     assert "error_cusum" not in first  # the errors did not move
+
+
+def fixed_camera_scores(
+    rng: np.random.Generator, config: MonitorConfig, size: int, level: float = 0.8
+) -> ImageScores:
+    """A fixed camera's stream as the model sees it: every image from one part of the
+    baseline (errors and latent distances near the `level` quantile) wandering slowly
+    with the light, one frame much like the next (an AR(1) process, sd 0.03)."""
+    reference = config.reference
+    light = 0.08 * np.sin(2 * np.pi * np.arange(size) / 3000)
+    wander = np.zeros(size)
+    for index, step in enumerate(rng.normal(0.0, 0.006, size)):
+        wander[index] = 0.98 * wander[index - 1] + step
+    quantiles = np.clip(level + light + wander, 0.01, 0.9995)
+    scores = clean(rng, size)
+    return dataclasses.replace(
+        scores,
+        error=np.quantile(reference.sorted_errors, quantiles),
+        latent_distance=np.quantile(reference.sorted_latent_distances, quantiles),
+    )
+
+
+def test_on_fixed_cameras_only_coverage_asks_the_out_of_domain_question(
+    rng: np.random.Generator,
+) -> None:
+    """The sequential tests assume independent draws of the baseline and page on a clean
+    camera's stream; with `source_kind="cameras"` they do not run."""
+    stream = fixed_camera_scores(rng, CONFIG, 6000)
+    as_samples = SourceMonitor(CONFIG, SourceState.fresh(CONFIG))
+    assert {"error_cusum", "latent_cusum"} <= {name for _, name in feed(as_samples, CONFIG, stream)}
+    cameras = dataclasses.replace(CONFIG, source_kind="cameras")
+    assert cameras.fingerprint != CONFIG.fingerprint  # stored states are not mixed up
+    as_camera = SourceMonitor(cameras, SourceState.fresh(cameras))
+    assert feed(as_camera, cameras, stream) == []
+
+
+def test_coverage_fires_once_when_a_source_leaves_the_models_range_and_again_after_return(
+    rng: np.random.Generator,
+) -> None:
+    cameras = dataclasses.replace(CONFIG, source_kind="cameras")
+    monitor = SourceMonitor(cameras, SourceState.fresh(cameras))
+    assert feed(monitor, cameras, fixed_camera_scores(rng, cameras, 1000)) == []
+    camera = fixed_camera_scores(rng, cameras, 2000)
+    beyond = dataclasses.replace(camera, error=camera.error * 2.5)  # a scene it was not trained on
+    fired = feed(monitor, cameras, beyond, start=1000)
+    assert [name for _, name in fired] == ["coverage"]
+    window = cameras.parameters.window_size
+    assert fired[0][0] - 1000 <= window  # once the window's median is beyond
+    assert monitor.state.detectors["coverage"].episode.in_drift  # outside all along
+    feed(monitor, cameras, fixed_camera_scores(rng, cameras, 1000), start=3000)
+    again = feed(monitor, cameras, beyond, start=4000)
+    assert [name for _, name in again] == ["coverage"]
+
+
+def test_coverage_is_quiet_on_independent_draws_of_the_baseline(rng: np.random.Generator) -> None:
+    test = Coverage.build(CONFIG.parameters, {}, CONFIG.reference)
+    window = EventWindow(CONFIG.parameters.window_size)
+    for image in scored_images(clean(rng, 20_000), CONFIG.reference):
+        window.append(image.window_signals(), "", 0, 0, 0.0)
+        assert not test.update(image, window, CONFIG.reference).fired
+    assert -1.3 < test.statistic < -0.7  # the median sits mid-baseline
 
 
 def test_cusum_fires_once_per_excursion_in_both_directions() -> None:

@@ -163,7 +163,7 @@ def _example_alert_json() -> str:
     stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
     return json.dumps(
         {
-            "schema_version": 4,
+            "schema_version": 5,
             "alert_id": "a",
             "source_id": "s",
             "question": "out_of_domain",

@@ -15,11 +15,15 @@ import numpy as np
 from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.frame_quality import FrameQuality
 from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
-from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.parameters import DetectorParameters, SourceKind
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 from framedrift.worker.detection.protocol import Detector, Direction
 from framedrift.worker.detection.reference import ReferenceProfile
-from framedrift.worker.detection.registry import DETECTOR_NAMES, DETECTORS
+from framedrift.worker.detection.registry import (
+    DETECTOR_NAMES,
+    DETECTORS,
+    OUT_OF_DOMAIN_DETECTORS,
+)
 from framedrift.worker.detection.running_stats import RunningStats
 from framedrift.worker.detection.scores import ImageScores, ScoredImage
 from framedrift.worker.detection.window import EventWindow
@@ -75,6 +79,11 @@ class MonitorConfig:
     reference: ReferenceProfile
     outlier_threshold: float  # an error above this baseline quantile counts as an outlier
     warmup_frames: int = 2048  # frames a source's own normal takes before its first test
+    source_kind: SourceKind = "samples"  # which detectors ask the out-of-domain question
+
+    @cached_property
+    def out_of_domain_detectors(self) -> frozenset[str]:
+        return frozenset(OUT_OF_DOMAIN_DETECTORS[self.source_kind])
 
     @property
     def parameters(self) -> DetectorParameters:
@@ -97,6 +106,7 @@ class MonitorConfig:
         """Identifies the detectors, parameters and thresholds a stored state was built with."""
         identity = (
             tuple(detector.name for detector in DETECTORS),
+            self.source_kind,
             OwnNormal.signals,
             self.own_normal,
             sorted(self.parameters.to_dict().items()),
@@ -211,6 +221,8 @@ class SourceMonitor:
         )
         firings = []
         for name, detector in state.detectors.items():
+            if name not in self.config.out_of_domain_detectors:
+                continue
             if detector.update(image, state.window, reference).fired:
                 firings.append(
                     DetectorFiring(

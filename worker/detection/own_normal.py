@@ -21,7 +21,7 @@ Why this test:
 - **Material.** The floor keeps a real but immaterial wobble (a 1% change of a nearly
   constant signal) quiet, and each signal is tested only on the side where a departure
   is a fault (a frozen picture's frame-to-frame change falls; motion raises it).
-- **Abrupt, not gradual.** A frame-wide signal's range also takes in the `trail`, the
+- **Abrupt, not gradual.** A signal's range also takes in the `trail`, the
   frames just before the window that lay within the reference's range: a change that
   creeps in (dawn, an object sliding into view) is then followed frame by frame, and
   only a step stands out. Widening the range only lowers the false-alarm chance.
@@ -356,8 +356,14 @@ class OwnNormal:
 
     def _still_limit(self) -> float:
         """A tile's frame-to-frame change up to which it held still (`STILL_MOTION_FACTOR`)."""
-        lowest = self._reference_summary()[1]
-        return float(STILL_MOTION_FACTOR * lowest[_FRAME_CHANGE] + STILL_MOTION_MIN)
+        if self.warming_up:
+            # The source's first frame, in the reference's first row until the warm-up
+            # ends, had no frame before it: its frame change (0) is no measure of the
+            # sensor's noise, and would make every tile look moving all warm-up.
+            quietest = self.reference[1 : self.reference_count, _FRAME_CHANGE].min(initial=np.inf)
+        else:
+            quietest = self._reference_summary()[1][_FRAME_CHANGE]
+        return float(STILL_MOTION_FACTOR * quietest + STILL_MOTION_MIN)
 
     def _restart(self, thumb: np.ndarray) -> None:
         """A first frame, or one of another size (the camera's resolution changed): the
@@ -388,10 +394,12 @@ class OwnNormal:
         self._summary = None
 
     def _reference_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per signal: the reference's median, lowest and highest value, and the floor."""
+        """Per signal: the reference's median, lowest and highest value, and the floor.
+        During the warm-up, of the rows filled so far (the still limit needs them)."""
         if self._summary is None:
-            normal = np.median(self.reference, axis=0)
-            lowest, highest = self.reference.min(axis=0), self.reference.max(axis=0)
+            filled = self.reference[: self.reference_count]
+            normal = np.median(filled, axis=0)
+            lowest, highest = filled.min(axis=0), filled.max(axis=0)
             floors = np.array(
                 [FLOORS[name].of(normal[i], lowest[i]) for i, name in enumerate(self.signals)]
             )
@@ -412,13 +420,16 @@ class OwnNormal:
         # worth in about 25 frames on the evaluation's cameras, faster than the
         # reference follows), while a step beyond the floor, a fault, never joins the
         # range it is tested against (a flickering fault stays outside). A widened range
-        # only lowers the false-alarm chance of `false_alarm_probability`. Not for
-        # tiles, whose test is a long run outside, nor for a signal already alarming,
-        # whose alarm lasts while the window stays outside the reference itself.
+        # only lowers the false-alarm chance of `false_alarm_probability`. Tiles too:
+        # a tile's error follows the light (less noise as the day brightens), and a
+        # tile outside its range stops the reference from taking frames, so without
+        # the trail a slow trend would hold it outside until its run alarms. Not for a
+        # signal already alarming, whose alarm lasts while the window stays outside the
+        # reference itself.
         # (Only where the window leaves the reference's own range: most frames it does
         # not, and the frame-by-frame walk is the costly part of the test.)
         leaves = ((tested > highest + floors) | (tested < lowest - floors)).any(axis=0)
-        followed = np.flatnonzero(leaves & ~_IS_TILE & ~self.alarming)
+        followed = np.flatnonzero(leaves & ~self.alarming)
         if followed.size:
             lowest, highest = lowest.copy(), highest.copy()
             low, high, floor = lowest[followed], highest[followed], floors[followed]

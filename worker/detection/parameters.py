@@ -7,7 +7,13 @@ line has installed its stop handler, so it must stay quick to import.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+# What a source is, which decides how the out-of-domain question is asked of it
+# (`registry.OUT_OF_DOMAIN_DETECTORS`): `samples`, a clean source's events are independent
+# draws of images like the model's training data (an upload pipeline, a shuffled
+# dataset); `cameras`, each source is a fixed camera sending its own scene in time order.
+SourceKind = Literal["samples", "cameras"]
 
 
 def latent_window_in_strides(latent_window: int, test_stride: int) -> bool:

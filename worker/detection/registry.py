@@ -1,4 +1,4 @@
-"""Every detector a source runs, in the order it runs them: the one list of detector names.
+"""Every detector a source may run, in the order it runs them: the one list of detector names.
 
 The state (`monitor.SourceState`) builds one of each, calibration sets a threshold for
 each calibrated one, the evaluation reports each, and the alert schema's
@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import cast
 
 from framedrift.worker.detection.adwin import Adwin
+from framedrift.worker.detection.coverage import Coverage
 from framedrift.worker.detection.cusum import ErrorCusum, LatentCusum
 from framedrift.worker.detection.ks import KsTest
 from framedrift.worker.detection.latent_mix import LatentMix
+from framedrift.worker.detection.parameters import SourceKind
 from framedrift.worker.detection.protocol import CalibratedDetector, Detector
 from framedrift.worker.detection.relative_increase import RelativeIncrease
 
@@ -25,9 +27,20 @@ DETECTORS: tuple[type[Detector], ...] = (
     RelativeIncrease,
     LatentMix,
     Adwin,
+    Coverage,
 )
 CALIBRATED_DETECTORS = cast(
     tuple[type[CalibratedDetector], ...], tuple(d for d in DETECTORS if d.calibrated)
 )
 DETECTOR_NAMES = tuple(detector.name for detector in DETECTORS)
 CALIBRATED_DETECTOR_NAMES = tuple(detector.name for detector in CALIBRATED_DETECTORS)
+
+# The detectors that answer the out-of-domain question for each kind of source. All but
+# `Coverage` are sequential tests against the model's baseline, calibrated on clean
+# streams of independent draws of the validation images; a fixed camera's clean stream
+# is nothing like that (one scene, in time order), so on cameras they would page on every
+# clean source, and only the coverage test runs.
+OUT_OF_DOMAIN_DETECTORS: dict[SourceKind, tuple[str, ...]] = {
+    "samples": DETECTOR_NAMES,
+    "cameras": (Coverage.name,),
+}

@@ -57,6 +57,7 @@ from framedrift.producers.camera_fleet import (
     Occlusion,
     Region,
     Smudge,
+    frames_over_the_day,
 )
 from framedrift.worker.detection.frame_quality import frame_signals
 from framedrift.worker.detection.own_normal import (
@@ -201,13 +202,8 @@ def fleet_model(size: FleetSize, path: Path = DEFAULT_FLEET_MODEL) -> ModelArtif
     camera's day; cached at `path` (used as it is when there)."""
     if path.is_file():
         return ModelArtifact.load(path)
-    fleet = _fleet(size)
-    frame_indices = np.linspace(0, size.day_period, size.training_frames, endpoint=False)
-    images = np.stack(
-        [
-            model_sized(next(fleet.frames(index % size.cameras, start=int(start))))
-            for index, start in enumerate(tqdm(frame_indices, desc="fleet training frames"))
-        ]
+    images = frames_over_the_day(
+        _fleet(size), range(size.cameras), size.training_frames, MODEL_INPUT_REDUCTION
     )
     print(f"training the fleet model on {len(images)} clean frames", file=sys.stderr)
     artifact = train_autoencoder(

@@ -19,7 +19,7 @@ import torch
 
 from framedrift.worker.detection.calibration import Calibration, calibrate
 from framedrift.worker.detection.monitor import MonitorConfig
-from framedrift.worker.detection.parameters import DetectorParameters
+from framedrift.worker.detection.parameters import DetectorParameters, SourceKind
 from framedrift.worker.detection.reference import ReferenceProfile
 from framedrift.worker.detection.scores import ImageScores
 from framedrift.worker.model.autoencoder import AutoencoderConfig, ConvAutoencoder
@@ -100,14 +100,20 @@ class ModelArtifact:
     def reference_profile(self) -> ReferenceProfile:
         return self.baseline.profile
 
-    def monitor_config(self, outlier_quantile: float, warmup_frames: int = 2048) -> MonitorConfig:
+    def monitor_config(
+        self,
+        outlier_quantile: float,
+        warmup_frames: int = 2048,
+        source_kind: SourceKind = "samples",
+    ) -> MonitorConfig:
         """What every source's detectors run with: this model's calibration and baseline,
-        and how long a source's own normal warms up."""
+        how long a source's own normal warms up, and what kind of source it is."""
         return MonitorConfig(
             self.calibration,
             self.reference_profile(),
             self.baseline.quantile(outlier_quantile),
             warmup_frames,
+            source_kind,
         )
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:

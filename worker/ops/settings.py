@@ -13,7 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framedrift.worker.detection.parameters import DetectorParameters, latent_window_in_strides
+from framedrift.worker.detection.parameters import (
+    DetectorParameters,
+    SourceKind,
+    latent_window_in_strides,
+)
 
 ENV_PREFIX = "FRAMEDRIFT_"
 
@@ -89,6 +93,14 @@ class Settings(BaseSettings):
         ge=1_000,
         description="Expected events between false alarms on a clean source, per question "
         "(out of domain, changed); every threshold is set to it.",
+    )
+    source_kind: SourceKind = Field(
+        "samples",
+        description="What a source is. 'cameras': each source is a fixed camera sending its "
+        "own scene in time order; the out-of-domain question is the coverage test only. "
+        "'samples': a clean source's events are independent draws of images like the "
+        "training data (an upload pipeline); the sequential tests against the model's "
+        "baseline run too.",
     )
     warmup_frames: int = Field(
         2048,

@@ -39,7 +39,9 @@ def build_worker(settings: Settings) -> DriftWorker:
     processor = BatchProcessor(
         artifact.scorer(settings.torch_threads),
         store,
-        artifact.monitor_config(settings.outlier_quantile, settings.warmup_frames),
+        artifact.monitor_config(
+            settings.outlier_quantile, settings.warmup_frames, settings.source_kind
+        ),
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,
     )
