@@ -41,8 +41,14 @@ format: install
 schema: install
 	$(BIN)/framedrift schema
 
-bench: install
-	$(BIN)/python -m bench.throughput
+# The 28×28 model of the shipped Fashion-MNIST sample, which the throughput bench measures.
+SAMPLE_MODEL := artifacts/sample-model.pt
+
+$(SAMPLE_MODEL): $(INSTALLED)
+	$(BIN)/framedrift train --out $(SAMPLE_MODEL)
+
+bench: install $(SAMPLE_MODEL)
+	$(BIN)/python -m bench.throughput --model $(SAMPLE_MODEL)
 
 # Detection quality and the seeds' experiments, on the datasets beside this checkout
 # (DATA=... for another copy), with the results where the README points.

@@ -1,6 +1,6 @@
 """Throughput: the worker end to end against the model alone, measured in the same run.
 
-    python -m bench.throughput [--events 20000] [--model artifacts/demo-model.pt]
+    python -m bench.throughput [--events 20000] [--model artifacts/sample-model.pt]
 
 1. model only: prepared (N, 1, 28, 28) tensors through the autoencoder in batches of
    `batch_size`, per-image error included: the ceiling for this model on this machine;
@@ -133,12 +133,12 @@ def end_to_end(model_path: Path, events: int, batch_size: int, clean) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("artifacts/demo-model.pt"))
+    parser.add_argument("--model", type=Path, default=Path("artifacts/sample-model.pt"))
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     if not args.model.is_file():
-        print(f"no model at {args.model}: run `make demo` or `framedrift train --out {args.model}`")
+        print(f"no model at {args.model}: `make bench` trains it, or `framedrift train --out`")
         return 2
     artifact = ModelArtifact.load(args.model)
     clean = load_images(SAMPLE_DATA_DIR / "fashion-mnist-stream-images-idx3-ubyte.gz")

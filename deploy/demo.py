@@ -64,10 +64,12 @@ PLAN = CameraStreamPlan(
     },
     onset=450,
 )
-# The model is trained without this camera: it must say so (out of domain), once, and
-# still learn the camera's own normal (no changed alert).
+# The model is trained without this camera. An out-of-domain alert for it is no false
+# alarm, but none is due: its frames lie 0.65 of a spread beyond the model's range, where
+# the coverage test asks for 1.0 (`coverage.py`). Its own normal is learnt like any
+# other camera's, and nothing about it changes.
 UNSEEN_CAMERA = "camera-007"
-# Each camera's own normal: 256 frames (two of every frame go into its 128-frame
+# Each camera's own normal: 256 frames (one of every two goes into its 128-frame
 # reference), so that the changed question is on 194 frames before the faults start.
 WARMUP_FRAMES = 256
 ERT = 1_000_000  # frames per camera between false alarms, per question
@@ -305,7 +307,7 @@ def _summarise(alerts: list[DriftAlert], total_events: int, processed: dict[str,
     for source in source_ids(PLAN.cameras):
         happened = scenario(source)
         expected = [alert for alert in by_camera[source] if verdict(alert) == "expected"]
-        if happened != "clean" and not expected:
+        if source in PLAN.faults and not expected:
             missed.append(source)
         first = (
             f"+{sequence_of(expected[0].window_last_event.event_id) - PLAN.onset}"

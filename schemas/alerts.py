@@ -131,7 +131,7 @@ class DriftAlert(BaseModel):
     threshold: float | None = Field(
         description="What the statistic is compared with: the threshold calibrated to the "
         "configured expected run time; null for adwin, whose bound depends on its "
-        "sub-window sizes; for coverage, 0.5, a fixed level; for own_normal, the frames "
+        "sub-window sizes; for coverage, 1.0, a fixed level; for own_normal, the frames "
         "that must be outside (set for the expected run time by an exact formula)."
     )
     reference: WindowStatistics = Field(description="The baseline (validation) errors.")

@@ -187,7 +187,7 @@ def test_coverage_fires_once_when_a_source_leaves_the_models_range_and_again_aft
     monitor = SourceMonitor(cameras, SourceState.fresh(cameras))
     assert feed(monitor, cameras, fixed_camera_scores(rng, cameras, 1000)) == []
     camera = fixed_camera_scores(rng, cameras, 2000)
-    beyond = dataclasses.replace(camera, error=camera.error * 2.5)  # a scene it was not trained on
+    beyond = dataclasses.replace(camera, error=camera.error * 3.5)  # a scene it was not trained on
     fired = feed(monitor, cameras, beyond, start=1000)
     assert [name for _, name in fired] == ["coverage"]
     window = cameras.parameters.window_size

@@ -28,13 +28,14 @@ from framedrift.worker.detection.window import EventWindow
 # The source is out of the model's domain when the median of its last W images lies
 # beyond the baseline's 99th percentile by more than `OUTSIDE_BY` times the baseline's
 # spread there (from its median to that percentile), in reconstruction error or in
-# latent distance. Not at the percentile itself: a fleet's hardest camera (at night, in
-# the evaluation's fleet) *is* the top of the model's validation errors, and sits there.
-# Measured on the fleet model: clean cameras at most 0.0 over 20,000 frames each (the
-# night of one camera, tied with the baseline's highest errors); a camera whose scene
-# the model never saw 1.4, in latent distance.
+# latent distance. Not at the percentile itself: a fleet's hardest camera at night *is*
+# the top of the model's validation images, and sits there. Measured on the camera-fleet
+# evaluation's model, time-ordered, 20,000 frames a camera: the clean cameras it was
+# trained on reached at most 0.48 (one camera's latent distance at night; in error at
+# most 0.005), a camera whose scene it never saw 1.37 by day (-0.17 at night, as dark as
+# every other camera's). The threshold is twice the clean cameras' highest.
 UPPER_QUANTILE = 0.99
-OUTSIDE_BY = 0.5
+OUTSIDE_BY = 1.0
 # Once raised, the episode lasts until the median is back within the 99th percentile,
 # so that a source hovering at the edge pages once, not every time it crosses.
 BACK_INSIDE_BY = 0.0
@@ -69,11 +70,11 @@ class Coverage(WindowedTest):
     ...     image = ScoredImage(error, *[0.0] * 7)
     ...     window.append(image.window_signals(), "", 0, 0, 0.0)
     ...     return int(test.update(image, window, reference).fired)
-    >>> [feed(error) for error in (0.30, 0.30, 0.30, 0.50, 0.50, 0.50, 0.50)]  # rises: fires
+    >>> [feed(error) for error in (0.30, 0.30, 0.30, 0.55, 0.55, 0.55, 0.55)]  # rises: fires
     [0, 0, 0, 0, 0, 1, 0]
     >>> [feed(error) for error in (0.40, 0.30, 0.30)]  # 0.40 is still beyond the percentile
     [0, 0, 0]
-    >>> [feed(error) for error in (0.30, 0.50, 0.50, 0.50)]  # back inside, then out again
+    >>> [feed(error) for error in (0.30, 0.55, 0.55, 0.55)]  # back inside, then out again
     [0, 0, 0, 1]
     """
 
