@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from framedrift.producers.datasets import DatasetError, LabelledImages, load_images
 from framedrift.producers.scenarios import ScenarioParameters, ScenarioSampler
+from framedrift.worker.detection.coverage import OUTSIDE_BY
 from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
@@ -432,6 +433,14 @@ def markdown_table(results: dict) -> str:
         "| detector | threshold | calibrated to ERT | clean run length measured |",
         "| --- | --- | --- | --- |",
     ]
+    lines += detector_rows(calibration, everything)
+    return "\n".join(lines) + "\n"
+
+
+def detector_rows(calibration: dict, everything: dict) -> list[str]:
+    """One table row per detector: its threshold, what it was set for, and the run
+    length measured between its false alarms on the clean streams (`everything`)."""
+    rows = []
     for detector in DETECTORS:
         measured = everything["run_length_by_detector"][detector]
         measured_text = (
@@ -440,11 +449,13 @@ def markdown_table(results: dict) -> str:
         if detector == "adwin":
             delta = calibration["parameters"]["adwin_delta"]
             threshold, target = f"delta {delta}", "not tuned (measured)"
+        elif detector == "coverage":
+            threshold, target = f"{OUTSIDE_BY} spreads beyond p99", "a fixed level"
         else:
             threshold = f"{calibration['thresholds'][detector]:.4f}"
             target = f"{calibration['detector_ert']:,.0f}"
-        lines.append(f"| {detector} | {threshold} | {target} | {measured_text} |")
-    return "\n".join(lines) + "\n"
+        rows.append(f"| {detector} | {threshold} | {target} | {measured_text} |")
+    return rows
 
 
 def plot_traces(results: dict, onset: int, path: Path) -> None:
