@@ -9,12 +9,15 @@
 3. end to end: a backlog of PNG events in JSON on the real broker, drained by one
    `framedrift worker` process (decode, score, detectors, Redis checkpoint, commit).
    Timed from its first commit to its last, so start-up and group join are excluded.
+4. camera frames: a JPEG frame per size from 640×480 to 3840×2160, decoded and read
+   for its frame signals, in full and as the worker decodes it (reduced when large).
 Prints a table and writes bench/results/throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -24,15 +27,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from PIL import Image
 
 from framedrift.deploy.local_servers import LocalServers
+from framedrift.producers.camera_fleet import CameraFleet, encode_jpeg
 from framedrift.producers.datasets import SAMPLE_DATA_DIR, load_images
 from framedrift.producers.stream import StreamPlan, produce_stream
+from framedrift.schemas.events import ImagePayload
+from framedrift.worker.detection.frame_quality import frame_signals
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import reconstruction_error
 from framedrift.worker.model.preprocessing import dataset_to_model_input, to_model_input
+from framedrift.worker.stream.decoding import DecodingLimits, decode_image
 
 RESULTS = Path("bench/results/throughput.json")
 PARTITIONS = 4
@@ -64,6 +73,39 @@ def scoring_path(artifact: ModelArtifact, images, batch_size: int) -> float:
         chunk = to_model_input(arrays[start : start + batch_size], artifact.preprocessing)
         reconstruction_error(model(chunk)[0], chunk)
     return _rate(len(arrays), time.perf_counter() - started)
+
+
+# Camera frame sizes the decode bench measures, (width, height).
+FRAME_SIZES = ((640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+
+
+def camera_frame_reading(repeats: int = 15) -> dict[str, dict[str, float]]:
+    """Per camera JPEG frame (quality 85) on one core: milliseconds to decode it in full
+    and compute its frame signals, against the worker's decoding (reduced above twice
+    `JPEG_DECODED_LONGEST_SIDE`) and the same signals."""
+    fake_payload = ImagePayload(encoding="jpeg", data="")
+    limits = DecodingLimits(max_record_bytes=1 << 26, max_image_pixels=4096 * 4096)
+    results = {}
+    for width, height in FRAME_SIZES:
+        frame = next(CameraFleet(1, seed=0, frame_size=(width, height)).frames(0, start=5000))
+        data = encode_jpeg(frame, quality=85)
+
+        def whole(data: bytes = data) -> np.ndarray:
+            with Image.open(io.BytesIO(data)) as image:
+                return np.asarray(image)  # RGB already, as the worker takes it
+
+        def as_the_worker(data: bytes = data) -> np.ndarray:
+            return decode_image(data, fake_payload, limits)
+
+        timings = {}
+        for name, decode in (("whole_ms", whole), ("worker_ms", as_the_worker)):
+            frame_signals(decode())  # warm: the first call pays for allocations
+            started = time.perf_counter()
+            for _ in range(repeats):
+                frame_signals(decode())
+            timings[name] = 1e3 * (time.perf_counter() - started) / repeats
+        results[f"{width}x{height}"] = timings
+    return results
 
 
 def _committed(consumer: KafkaConsumer, topic: str) -> int:
@@ -146,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     model_rate = model_only(artifact, clean.images, args.batch_size)
     scoring_rate = scoring_path(artifact, clean.images, args.batch_size)
     pipeline = end_to_end(args.model, args.events, args.batch_size, clean)
+    frames = camera_frame_reading()
     results = {
         "model_version": artifact.model_version,
         "batch_size": args.batch_size,
@@ -156,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "scoring_path_images_per_s": scoring_rate,
         "end_to_end": pipeline,
         "end_to_end_share_of_model_only": pipeline["events_per_s"] / model_rate,
+        "camera_frame_decode_and_signals_ms": frames,
     }
 
     print(f"model {artifact.model_version}, batch {args.batch_size}, {results['machine']}")
@@ -166,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         f"over {pipeline['events']} events"
     )
     print(f"  end to end / model only                 {pipeline['events_per_s'] / model_rate:9.2f}")
+    print("camera JPEG frames, decode + frame signals, one core (ms): whole -> as the worker")
+    for size, timing in frames.items():
+        print(f"  {size:<10} {timing['whole_ms']:7.1f} -> {timing['worker_ms']:6.1f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

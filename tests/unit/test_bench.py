@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from framedrift.worker.detection.registry import DETECTOR_NAMES
 from framedrift.worker.evaluation.evaluate import (
     SCENARIOS,
     SNEAKER,
     Pools,
     delays_summary,
+    detector_rows,
     drifted_stream,
 )
 from framedrift.worker.evaluation.seeds import domain_classifier_auc, kl_divergence, roc_auc
-from tests.detector_fixtures import synthetic_scores
+from tests.detector_fixtures import synthetic_config, synthetic_scores
 
 
 def scenario(name: str):
@@ -89,3 +91,11 @@ def test_domain_classifier_tells_apart_only_what_differs(rng: np.random.Generato
     brighter = np.clip(same_b.astype(int) + 40, 0, 255).astype(np.uint8)
     assert abs(domain_classifier_auc(same_a, same_b) - 0.5) < 0.08
     assert domain_classifier_auc(same_a, brighter) > 0.95
+
+
+def test_the_report_has_a_row_for_every_detector_calibrated_or_not() -> None:
+    calibration = synthetic_config().calibration.to_dict()
+    everything = {"events": 1000, "run_length_by_detector": dict.fromkeys(DETECTOR_NAMES)}
+    rows = detector_rows(calibration, everything)
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == list(DETECTOR_NAMES)
+    assert all("> 1,000 (no alarm)" in row for row in rows)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from framedrift.producers.events import encode_image, image_event_record
 from framedrift.worker.stream.decoding import (
+    JPEG_DECODED_LONGEST_SIDE,
     DecodingLimits,
     ImageTooLarge,
     ImageTooSmall,
@@ -60,6 +61,40 @@ def test_jpeg_decodes_close_to_the_original(value_format: str) -> None:
     record = image_event_record(smooth, "cam-1", "e1", NOW, value_format, "jpeg")  # type: ignore[arg-type]
     decoded = decode_record(record.key, record.value, record.headers, LIMITS)
     assert np.abs(decoded.image.astype(int) - smooth).mean() < 3
+
+
+@pytest.fixture(scope="module")
+def camera_frame_720p() -> np.ndarray:
+    """A 1280×720 frame of a simulated camera: a photograph with texture and noise."""
+    from framedrift.producers.camera_fleet import CameraFleet
+
+    return next(CameraFleet(1, seed=3, frame_size=(1280, 720)).frames(0, start=5000))
+
+
+def decoded_binary(frame: np.ndarray, encoding: str) -> np.ndarray:
+    record = image_event_record(frame, "cam-1", "e1", NOW, "binary", encoding)  # type: ignore[arg-type]
+    large = DecodingLimits(max_record_bytes=1 << 24, max_image_pixels=1 << 22)
+    return decode_record(record.key, record.value, record.headers, large).image
+
+
+def test_a_large_jpeg_decodes_at_reduced_size_like_a_full_decode_averaged(
+    camera_frame_720p: np.ndarray,
+) -> None:
+    """At twice `JPEG_DECODED_LONGEST_SIDE` or more, libjpeg's scaled decoding: within a
+    third of a grey level of decoding in full and averaging 2×2 blocks, on average, and
+    within 4 levels for 99% of the pixels (sharp edges differ most)."""
+    reduced = decoded_binary(camera_frame_720p, "jpeg")
+    assert reduced.shape == (360, 640, 3) and JPEG_DECODED_LONGEST_SIDE == 640
+    jpeg = encode_image(camera_frame_720p, "jpeg")
+    with Image.open(io.BytesIO(jpeg)) as image:
+        averaged = np.asarray(image.convert("RGB").reduce(2)).astype(int)
+    difference = np.abs(reduced.astype(int) - averaged)
+    assert difference.mean() < 0.5 and np.percentile(difference, 99) <= 4
+
+
+def test_smaller_jpegs_and_large_pngs_decode_whole(camera_frame_720p: np.ndarray) -> None:
+    assert decoded_binary(camera_frame_720p[:480, :640], "jpeg").shape == (480, 640, 3)
+    assert decoded_binary(camera_frame_720p, "png").shape == (720, 1280, 3)
 
 
 def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:

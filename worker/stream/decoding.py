@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,14 @@ from framedrift.schemas.events import (
 from framedrift.worker.detection.frame_quality import MIN_SIDE
 
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
+# JPEG frames at least twice this long are decoded at the smallest DCT scale (1/2, 1/4
+# or 1/8: libjpeg's scaled decoding, through Pillow's draft mode) that keeps their
+# longest side this long or longer: a 1920×1080 frame as 960×540, a 3840×2160 one as
+# 960×540 too. Nothing downstream needs more: the frame signals analyse frames at a
+# longest side of 320 and read noise and clipping at this size or above, as the
+# camera-fleet evaluation (640×480 frames) measured them, and models take far less.
+# Smaller frames, PNG and raw images are decoded whole.
+JPEG_DECODED_LONGEST_SIDE = 640
 
 
 class InvalidEvent(ValueError):
@@ -224,6 +233,10 @@ def _decode_pixels(data: bytes, payload: ImagePayload, limits: DecodingLimits) -
                 raise UndecodableImage(
                     f"encoding says {payload.encoding}, bytes are {image.format}"
                 )
+            if image.format == "JPEG" and max(width, height) >= 2 * JPEG_DECODED_LONGEST_SIDE:
+                # `draft` picks the largest reduction that still gives at least this size.
+                shrink = max(width, height) / JPEG_DECODED_LONGEST_SIDE
+                image.draft(image.mode, (math.ceil(width / shrink), math.ceil(height / shrink)))
             image.load()
     except InvalidEvent:
         raise
