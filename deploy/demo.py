@@ -100,7 +100,7 @@ def _train_demo_model() -> None:
         frames_over_the_day(PLAN.fleet(), trained_on, TRAINING_FRAMES, TRAINING_REDUCTION),
         AutoencoderConfig(height=MODEL_INPUT, width=MODEL_INPUT, channels=3),
         TrainingPlan(epochs=8, batch_size=64),
-        settings_from_env().detector_parameters(),
+        settings_from_env(ert=ERT).detector_parameters(),  # calibrated as the worker runs
         source_description=f"the demo's cameras {trained_on}: {TRAINING_FRAMES} clean frames",
     )
     artifact.save(DEMO_MODEL)
@@ -132,8 +132,13 @@ def evidence(alert: DriftAlert) -> str:
     if alert.question == "changed":
         signals = ", ".join(f"{c.signal} {c.deviation_sd:+.0f}σ" for c in alert.changes[:3])
         more = f" and {len(alert.changes) - 3} more" if len(alert.changes) > 3 else ""
-        where = f"; {alert.extent} in {len(alert.tiles)} tiles" if alert.tiles else ""
-        return f"{signals}{more}{where}"
+        if alert.extent == "local":
+            return f"{signals}{more}; local, tiles " + " ".join(
+                tile.removeprefix("tile_") for tile in alert.tiles
+            )
+        if alert.tiles:
+            return f"{signals}{more}; {alert.extent}, {len(alert.tiles)} tiles"
+        return f"{signals}{more}"
     if alert.detector == "coverage":
         return (
             f"typical frame {alert.statistic:.1f} spreads beyond the 99th percentile of the "
@@ -146,7 +151,7 @@ def _print_alert(alert: DriftAlert, started: float) -> None:
     frame = sequence_of(alert.window_last_event.event_id)
     happened = scenario(alert.source_id)
     when = f"frame {frame}"
-    if alert.source_id in PLAN.faults and frame >= PLAN.onset:
+    if alert.source_id in PLAN.faults and verdict(alert) == "expected":
         when += f", {frame - PLAN.onset} after the {happened} began"
     print(
         f"[{time.monotonic() - started:6.1f}s] {alert.source_id} {alert.question:<13} "
@@ -315,10 +320,7 @@ def _summarise(alerts: list[DriftAlert], total_events: int, processed: dict[str,
             else ("MISSED" if source in missed else "-")
         )
         said = "; ".join(
-            f"{alert.question} ({alert.detector}): {evidence(alert)}"
-            + (", tiles " + " ".join(t.removeprefix("tile_") for t in alert.tiles))
-            * (alert.extent == "local")
-            for alert in by_camera[source]
+            f"{alert.question} ({alert.detector}): {evidence(alert)}" for alert in by_camera[source]
         )
         print(f"  {source:<11} {happened:<14} {first:>11}  {said or 'nothing'}")
     print(

@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the drift worker (settings from FRAMEDRIFT_*)")
     worker.set_defaults(handler=_worker)
 
-    demo = commands.add_parser("demo", help="local servers, a model, drifting sources, alerts")
+    demo = commands.add_parser(
+        "demo", help="local servers, a model, fixed cameras with faults, alerts"
+    )
     demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
     demo.set_defaults(handler=_demo)
 

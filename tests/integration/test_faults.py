@@ -109,9 +109,15 @@ def test_worker_started_before_the_broker_waits_for_it(
             servers.start_redis()
             stack = Stack(servers, model_path, tmp_path)
             worker = stack.start_worker(FRAMEDRIFT_RETRY_BACKOFF_MAX_S="1")
-            time.sleep(6)
-            assert worker.process.poll() is None, worker.log()
+            # Start-up (torch, the model) takes seconds on a busy machine: wait for the
+            # worker to say it is waiting, and check it is still there.
+            deadline = time.monotonic() + 60
+            while '"broker_unavailable"' not in worker.log() and time.monotonic() < deadline:
+                assert worker.process.poll() is None, worker.log()
+                time.sleep(0.5)
             assert '"broker_unavailable"' in worker.log()
+            time.sleep(3)  # a few retries later, still waiting
+            assert worker.process.poll() is None, worker.log()
 
             servers.start_broker()
             servers.create_topics(

@@ -95,6 +95,8 @@ def test_a_large_jpeg_decodes_at_reduced_size_like_a_full_decode_averaged(
 def test_smaller_jpegs_and_large_pngs_decode_whole(camera_frame_720p: np.ndarray) -> None:
     assert decoded_binary(camera_frame_720p[:480, :640], "jpeg").shape == (480, 640, 3)
     assert decoded_binary(camera_frame_720p, "png").shape == (720, 1280, 3)
+    strip = np.ascontiguousarray(camera_frame_720p[:8])  # 1280×8: halved, it would be refused
+    assert decoded_binary(strip, "jpeg").shape == (8, 1280, 3)
 
 
 def test_rgb_png_and_float32_raw_decode_with_their_channels() -> None:

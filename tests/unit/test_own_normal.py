@@ -104,6 +104,20 @@ def test_light_rising_faster_than_the_reference_follows_it_stays_quiet() -> None
     assert run(OwnNormal(parameters=PARAMETERS), frames) == []
 
 
+def test_tile_errors_falling_slowly_with_the_light_stay_quiet() -> None:
+    """As the morning brightens, a small model's error falls on every tile (less noise):
+    a quarter over the warm-up, then more. Two things kept this quiet
+    once broken: the tiles' reference must take frames through the warm-up (the first
+    frame's frame change of 0 made every noisy tile look moving), and a tile's range
+    must follow the trail, since a tile outside its range stops the reference."""
+    camera = Camera(seed=21)
+    warmup = PARAMETERS.warmup_frames
+    scales = [1.0 - 0.25 * i / warmup for i in range(warmup)]
+    scales += [0.75 - 0.15 * i / 400 for i in range(400)]
+    frames = [camera.frame(tiles_scaled=dict.fromkeys(range(16), scale)) for scale in scales]
+    assert run(OwnNormal(parameters=PARAMETERS), frames) == []
+
+
 def test_a_sudden_loss_of_light_alarms_within_the_required_frames_naming_brightness() -> None:
     camera = Camera(seed=2)
     onset = PARAMETERS.warmup_frames + 300

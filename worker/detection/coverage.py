@@ -33,7 +33,8 @@ from framedrift.worker.detection.window import EventWindow
 # evaluation's model, time-ordered, 20,000 frames a camera: the clean cameras it was
 # trained on reached at most 0.48 (one camera's latent distance at night; in error at
 # most 0.005), a camera whose scene it never saw 1.37 by day (-0.17 at night, as dark as
-# every other camera's). The threshold is twice the clean cameras' highest.
+# every other camera's); `bench/coverage_on_cameras.py`. The threshold is twice the clean
+# cameras' highest.
 UPPER_QUANTILE = 0.99
 OUTSIDE_BY = 1.0
 # Once raised, the episode lasts until the median is back within the 99th percentile,

@@ -28,6 +28,11 @@ from framedrift.worker.detection.scores import TILE_GRID
 # by 4 (160 px) leaves 2.6 to 3.4 times; not averaging (640 px) gives 3.4 to 18 times,
 # by scene, for 4 times the cost.
 ANALYSIS_LONGEST_SIDE = 320
+# Which way frames are read as signals, decoding included (2: large JPEGs decoded at
+# reduced size, `stream.decoding.JPEG_DECODED_LONGEST_SIDE`). Part of a source state's
+# fingerprint, so that a source whose readings change learns its own normal again
+# instead of being judged against references read the old way.
+READING_VERSION = 2
 # Thumbnails, kept per source for the pair signals, have at most this longest side:
 # 64×48 uint8 (3,072 bytes) for a 4:3 frame, 64×36 (2,304 bytes) for 16:9. Phase
 # correlation on them still finds a shift to within 1 pixel of a 640×480 frame.

@@ -1,4 +1,4 @@
-"""Runs every detector of one source over its stream of scored images.
+"""Runs the detectors of one source over its stream of scored images.
 
 Two questions per source, answered apart: is its data *out of domain* (the registry's
 detectors, against the model's baseline), and has it *changed* (`own_normal.py`,
@@ -13,7 +13,9 @@ from functools import cached_property
 import numpy as np
 
 from framedrift.worker.detection.calibration import Calibration
-from framedrift.worker.detection.frame_quality import FrameQuality
+from framedrift.worker.detection.coverage import BACK_INSIDE_BY as COVERAGE_BACK_INSIDE_BY
+from framedrift.worker.detection.coverage import OUTSIDE_BY as COVERAGE_OUTSIDE_BY
+from framedrift.worker.detection.frame_quality import READING_VERSION, FrameQuality
 from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
 from framedrift.worker.detection.parameters import DetectorParameters, SourceKind
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
@@ -107,6 +109,8 @@ class MonitorConfig:
         identity = (
             tuple(detector.name for detector in DETECTORS),
             self.source_kind,
+            (COVERAGE_OUTSIDE_BY, COVERAGE_BACK_INSIDE_BY),  # not calibrated, yet stored
+            READING_VERSION,
             OwnNormal.signals,
             self.own_normal,
             sorted(self.parameters.to_dict().items()),

@@ -356,13 +356,12 @@ class OwnNormal:
 
     def _still_limit(self) -> float:
         """A tile's frame-to-frame change up to which it held still (`STILL_MOTION_FACTOR`)."""
-        if self.warming_up:
-            # The source's first frame, in the reference's first row until the warm-up
-            # ends, had no frame before it: its frame change (0) is no measure of the
-            # sensor's noise, and would make every tile look moving all warm-up.
-            quietest = self.reference[1 : self.reference_count, _FRAME_CHANGE].min(initial=np.inf)
-        else:
-            quietest = self._reference_summary()[1][_FRAME_CHANGE]
+        # Of live frames only: a frame change of exactly 0 is a repeated frame, which
+        # shows no sensor noise at all. The source's first frame reads so too (it has no
+        # frame before it) and stays in the reference until its row is replaced; counted,
+        # it made every tile look moving through the warm-up.
+        changes = self.reference[: self.reference_count, _FRAME_CHANGE]
+        quietest = changes[changes > 0].min(initial=np.inf)
         return float(STILL_MOTION_FACTOR * quietest + STILL_MOTION_MIN)
 
     def _restart(self, thumb: np.ndarray) -> None:
@@ -394,12 +393,10 @@ class OwnNormal:
         self._summary = None
 
     def _reference_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per signal: the reference's median, lowest and highest value, and the floor.
-        During the warm-up, of the rows filled so far (the still limit needs them)."""
+        """Per signal: the reference's median, lowest and highest value, and the floor."""
         if self._summary is None:
-            filled = self.reference[: self.reference_count]
-            normal = np.median(filled, axis=0)
-            lowest, highest = filled.min(axis=0), filled.max(axis=0)
+            normal = np.median(self.reference, axis=0)
+            lowest, highest = self.reference.min(axis=0), self.reference.max(axis=0)
             floors = np.array(
                 [FLOORS[name].of(normal[i], lowest[i]) for i, name in enumerate(self.signals)]
             )
@@ -413,7 +410,7 @@ class OwnNormal:
         window, kept = self.parameters.window, self.parameters.kept_frames
         newest_first = [(self.frames - 1 - age) % kept for age in range(kept)]
         tested, trail = self.recent[newest_first[:window]], self.recent[newest_first[window:]]
-        # A frame-wide signal's range follows the trail, the frames just before the
+        # A signal's range follows the trail, the frames just before the
         # window, frame by frame, oldest first, each one that lies within a floor of the
         # range so far widening it: what the day's light does in the frames since the
         # reference last took one is then normal too (dawn brightens a scene by a floor's
@@ -423,7 +420,9 @@ class OwnNormal:
         # only lowers the false-alarm chance of `false_alarm_probability`. Tiles too:
         # a tile's error follows the light (less noise as the day brightens), and a
         # tile outside its range stops the reference from taking frames, so without
-        # the trail a slow trend would hold it outside until its run alarms. Not for a
+        # the trail a slow trend would hold it outside until its run alarms. A tile
+        # follows only trail frames in which it held still, as its reference takes only
+        # those (something crossing it must not widen its range). Not for a
         # signal already alarming, whose alarm lasts while the window stays outside the
         # reference itself.
         # (Only where the window leaves the reference's own range: most frames it does
@@ -433,8 +432,10 @@ class OwnNormal:
         if followed.size:
             lowest, highest = lowest.copy(), highest.copy()
             low, high, floor = lowest[followed], highest[followed], floors[followed]
-            for frame in trail[::-1, followed]:
-                joins = (frame >= low - floor) & (frame <= high + floor)
+            trail_moved = self.tile_moving[newest_first[window:]]
+            for frame, moved in zip(trail[::-1, followed], trail_moved[::-1], strict=True):
+                still = ~_per_tile(moved, elsewhere=False)[followed]
+                joins = (frame >= low - floor) & (frame <= high + floor) & still
                 high = np.where(joins, np.maximum(high, frame), high)
                 low = np.where(joins, np.minimum(low, frame), low)
             lowest[followed], highest[followed] = low, high

@@ -36,10 +36,11 @@ DETECTOR_NAMES = tuple(detector.name for detector in DETECTORS)
 CALIBRATED_DETECTOR_NAMES = tuple(detector.name for detector in CALIBRATED_DETECTORS)
 
 # The detectors that answer the out-of-domain question for each kind of source. All but
-# `Coverage` are sequential tests against the model's baseline, calibrated on clean
-# streams of independent draws of the validation images; a fixed camera's clean stream
-# is nothing like that (one scene, in time order), so on cameras they would page on every
-# clean source, and only the coverage test runs.
+# `Coverage` assume a clean source's events are independent draws of the validation
+# images (the calibrated ones are set on such streams; ADWIN takes a level shift of the
+# source's own errors for a change); a fixed camera's clean stream is nothing like that
+# (one scene, in time order, following the light), so on cameras they would page on
+# every clean source, and only the coverage test runs.
 OUT_OF_DOMAIN_DETECTORS: dict[SourceKind, tuple[str, ...]] = {
     "samples": DETECTOR_NAMES,
     "cameras": (Coverage.name,),

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         100_000,
         ge=1_000,
         description="Expected events between false alarms on a clean source, per question "
-        "(out of domain, changed); every threshold is set to it.",
+        "(out of domain, changed); every calibrated threshold is set to it (with "
+        "FRAMEDRIFT_SOURCE_KIND=cameras, the changed question's only).",
     )
     source_kind: SourceKind = Field(
         "samples",
@@ -112,13 +113,13 @@ class Settings(BaseSettings):
         "128-frame reference, which then spans this many frames).",
     )
     window_size: int = Field(
-        200, ge=10, description="W: events in the KS and relative-increase windows."
+        200, ge=10, description="W: events in the KS, relative-increase and coverage windows."
     )
     test_stride: int = Field(
         50,
         ge=1,
-        description="Run the windowed tests (KS, relative increase, latent mix) every this many "
-        "events.",
+        description="Run the windowed tests (KS, relative increase, latent mix, coverage) every "
+        "this many events.",
     )
     latent_window: int = Field(
         1000, ge=100, description="Events in the latent-prototype mix window (a stride multiple)."

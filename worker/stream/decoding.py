@@ -36,7 +36,8 @@ _DTYPES = {"uint8": np.uint8, "float32": np.float32}
 # 960×540 too. Nothing downstream needs more: the frame signals analyse frames at a
 # longest side of 320 and read noise and clipping at this size or above, as the
 # camera-fleet evaluation (640×480 frames) measured them, and models take far less.
-# Smaller frames, PNG and raw images are decoded whole.
+# Smaller frames, PNG and raw images are decoded whole. A change here changes what a
+# source's frames read as: bump `frame_quality.READING_VERSION` with it.
 JPEG_DECODED_LONGEST_SIDE = 640
 
 
@@ -235,8 +236,10 @@ def _decode_pixels(data: bytes, payload: ImagePayload, limits: DecodingLimits) -
                 )
             if image.format == "JPEG" and max(width, height) >= 2 * JPEG_DECODED_LONGEST_SIDE:
                 # `draft` picks the largest reduction that still gives at least this size.
+                # The short side stays at `MIN_SIDE` or more: a 1280×8 strip stays whole.
                 shrink = max(width, height) / JPEG_DECODED_LONGEST_SIDE
-                image.draft(image.mode, (math.ceil(width / shrink), math.ceil(height / shrink)))
+                wanted = [max(MIN_SIDE, math.ceil(side / shrink)) for side in (width, height)]
+                image.draft(image.mode, (wanted[0], wanted[1]))
             image.load()
     except InvalidEvent:
         raise
