@@ -16,7 +16,12 @@ from kafka import KafkaProducer
 
 from framedrift.producers.camera_fleet import CameraFleet, DayCycle, Fault, FrameSize
 from framedrift.producers.events import KafkaRecord, encoded_event_record
-from framedrift.producers.stream import event_id, send_records, source_ids
+from framedrift.producers.stream import (
+    event_id,
+    refuse_unknown_sources,
+    send_records,
+    source_ids,
+)
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,7 @@ class CameraStreamPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = set(self.faults) - set(source_ids(self.cameras))
-        if unknown:
-            raise ValueError(
-                f"faults name unknown cameras {sorted(unknown)}; "
-                f"cameras are camera-000..camera-{self.cameras - 1:03d}"
-            )
+        refuse_unknown_sources("faults name", self.faults, self.cameras)
 
     def fleet(self) -> CameraFleet:
         return CameraFleet(

@@ -36,6 +36,16 @@ def event_id(source_id: str, sequence: int) -> str:
     return f"{source_id}-{sequence:07d}"
 
 
+def refuse_unknown_sources(naming: str, named: Iterable[str], count: int) -> None:
+    """A ValueError if `named` holds a source id that is not one of `source_ids(count)`."""
+    unknown = set(named) - set(source_ids(count))
+    if unknown:
+        raise ValueError(
+            f"{naming} unknown sources {sorted(unknown)}; "
+            f"sources are camera-000..camera-{count - 1:03d}"
+        )
+
+
 def sequence_of(event_id: str) -> int:
     """The per-source sequence number in an event id made by `event_id`."""
     return int(event_id.rsplit("-", 1)[1])
@@ -54,12 +64,7 @@ class StreamPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = set(self.drift) - set(source_ids(self.sources))
-        if unknown:
-            raise ValueError(
-                f"drift names unknown sources {sorted(unknown)}; "
-                f"sources are camera-000..camera-{self.sources - 1:03d}"
-            )
+        refuse_unknown_sources("drift names", self.drift, self.sources)
 
 
 def produce_stream(
