@@ -1,6 +1,6 @@
 """The coverage test's statistic on the camera fleet's time-ordered streams: clean vs unseen.
 
-    python bench/coverage_on_cameras.py [--model artifacts/camera-fleet-64.pt]
+    python bench/coverage_on_cameras.py [--model artifacts/camera-fleet-64-strided.pt]
                                         [--frames 20000] [--unseen-frames 4000]
 
 The fleet model (`framedrift evaluate --fleet-only` trains and caches it) was trained on
@@ -26,7 +26,6 @@ from framedrift.worker.evaluation.fleet import (
     DEFAULT_FLEET_MODEL,
     SCORING_BATCH,
     FleetSize,
-    model_sized,
 )
 from framedrift.worker.model.artifact import ModelArtifact
 
@@ -45,7 +44,7 @@ def worst_windows(job: tuple[Path, int, int]) -> tuple[int, float, float]:
     errors, distances = [], []
     stream = fleet.frames(camera, 0, frames)
     for start in range(0, frames, SCORING_BATCH):
-        chunk = [model_sized(next(stream)) for _ in range(min(SCORING_BATCH, frames - start))]
+        chunk = [next(stream) for _ in range(min(SCORING_BATCH, frames - start))]
         scores = scorer.score_frames(chunk).scores
         errors += scores.error.tolist()
         distances += scores.latent_distance.tolist()

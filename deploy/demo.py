@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -75,7 +76,6 @@ WARMUP_FRAMES = 256
 ERT = 1_000_000  # frames per camera between false alarms, per question
 MODEL_INPUT = 32  # pixels a side: the demo's model is small, to train in seconds
 TRAINING_FRAMES = 1_400
-TRAINING_REDUCTION = 5  # box-averaged to 64×48 before the model's resize: faster, alike
 _DEADLINE_S = 300.0
 _QUIET_AFTER_DONE_S = 2.0
 
@@ -90,15 +90,20 @@ def scenario(source: str) -> str:
 
 def _train_demo_model() -> None:
     from framedrift.worker.model.autoencoder import AutoencoderConfig
+    from framedrift.worker.model.preprocessing import Preprocessing, resized_for_model
     from framedrift.worker.model.training import TrainingPlan, train_autoencoder
     from framedrift.worker.ops.settings import settings_from_env
 
     sources = source_ids(PLAN.cameras)
     trained_on = [index for index, source in enumerate(sources) if source != UNSEEN_CAMERA]
     print(f"Training the demo's autoencoder on clean frames of {len(trained_on)} cameras...")
+    config = AutoencoderConfig(
+        height=MODEL_INPUT, width=MODEL_INPUT, channels=3, architecture="strided"
+    )
+    model_input = partial(resized_for_model, preprocessing=Preprocessing.for_model(config))
     artifact = train_autoencoder(
-        frames_over_the_day(PLAN.fleet(), trained_on, TRAINING_FRAMES, TRAINING_REDUCTION),
-        AutoencoderConfig(height=MODEL_INPUT, width=MODEL_INPUT, channels=3),
+        frames_over_the_day(PLAN.fleet(), trained_on, TRAINING_FRAMES, model_input),
+        config,
         TrainingPlan(epochs=8, batch_size=64),
         settings_from_env(ert=ERT).detector_parameters(),  # calibrated as the worker runs
         source_description=f"the demo's cameras {trained_on}: {TRAINING_FRAMES} clean frames",

@@ -38,7 +38,7 @@ import functools
 import importlib.resources
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -929,20 +929,19 @@ class CameraFleet:
 
 
 def frames_over_the_day(
-    fleet: CameraFleet, cameras: Iterable[int], count: int, reduce_by: int = 1
+    fleet: CameraFleet,
+    cameras: Iterable[int],
+    count: int,
+    keep: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """`count` clean frames of `cameras`, in turn, spread evenly over the fleet's day
-    (training data for a model of the fleet), each box-averaged by `reduce_by`."""
+    (training data for a model of the fleet), each as `keep` returns it: resized to the
+    model's input, say, so that a training set need not hold its full frames."""
     cameras = list(cameras)
     day_period = fleet.cameras[0].day.period
     starts = np.linspace(0, day_period, count, endpoint=False)
-    return np.stack(
-        [
-            np.asarray(
-                Image.fromarray(
-                    next(fleet.frames(cameras[index % len(cameras)], int(start)))
-                ).reduce(reduce_by)
-            )
-            for index, start in enumerate(tqdm(starts, desc="clean frames", unit="frame"))
-        ]
+    frames = (
+        next(fleet.frames(cameras[index % len(cameras)], int(start)))
+        for index, start in enumerate(tqdm(starts, desc="clean frames", unit="frame"))
     )
+    return np.stack([keep(frame) if keep is not None else frame for frame in frames])

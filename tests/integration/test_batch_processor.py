@@ -111,3 +111,62 @@ def test_a_decoder_bug_dead_letters_the_record_instead_of_halting_the_partition(
     ]
     assert "ZeroDivisionError" in str(outcome.dead_letters[0].error)
     assert outcome.scored.total() == 3
+
+
+def test_reading_in_threads_gives_the_outcome_of_reading_one_record_at_a_time(
+    servers: LocalServers, trained_artifact: ModelArtifact, stream_images, novel_images
+) -> None:
+    """Records are read by a pool of threads and scored `SCORING_CHUNK` at a time; the
+    outcome must not depend on which thread finished first, or on where a chunk ends."""
+    records = []
+    for offset in range(3 * pipeline.SCORING_CHUNK + 5):
+        # Source cam-2 turns to digits halfway through: its detectors have alerts to raise.
+        novel = offset % 3 == 2 and offset > 1.5 * pipeline.SCORING_CHUNK
+        image = (novel_images if novel else stream_images).images[offset]
+        if offset % 17 == 0:
+            records.append(consumer_record(offset, b"cam-0", b"not an image", []))
+            continue
+        record = image_event_record(
+            image,
+            f"cam-{offset % 3}",
+            f"e{offset}",
+            datetime(2026, 1, 1, tzinfo=UTC),
+            "binary",
+            "png",
+        )
+        records.append(consumer_record(offset, record.key, record.value, record.headers))
+
+    def outcome_with(reader_threads: int):  # type: ignore[no-untyped-def]
+        store = RedisStateStore(
+            redis.Redis.from_url(servers.redis_url),
+            StateCodec(b"k" * 32),
+            uuid.uuid4().hex,
+            "g",
+            trained_artifact.model_version,
+        )
+        processor = BatchProcessor(
+            trained_artifact.scorer(),
+            store,
+            trained_artifact.monitor_config(0.999),
+            DecodingLimits(64 * 1024, 256 * 256),
+            trained_artifact.model_version,
+            reader_threads,
+        )
+        try:
+            return processor.process(records, {0: None})
+        finally:
+            processor.close()
+
+    one_at_a_time, threaded = outcome_with(1), outcome_with(4)
+    assert [alert.alert_id for alert in threaded.alerts] == [
+        alert.alert_id for alert in one_at_a_time.alerts
+    ]
+    assert one_at_a_time.alerts, "cam-2's digits raise alerts, so the comparison means something"
+    assert [dead.record.offset for dead in threaded.dead_letters] == [
+        dead.record.offset for dead in one_at_a_time.dead_letters
+    ]
+    assert threaded.states.keys() == one_at_a_time.states.keys()
+    codec = StateCodec(b"k" * 32)
+    for source, state in threaded.states.items():
+        alone = one_at_a_time.states[source]
+        assert codec.encode(state, source) == codec.encode(alone, source), source

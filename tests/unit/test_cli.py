@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framedrift.deploy.local_servers import free_port
@@ -220,3 +221,41 @@ def test_budget_beyond_what_calibration_can_set_is_refused(
     arguments = ["budget", "--sources", "10000", "--fps", "25", "--alarms-per-day", "0.5"]
     assert main(arguments) == 2
     assert "beyond what the calibration can set" in capsys.readouterr().err
+
+
+def test_train_on_a_folder_of_frames_of_mixed_sizes_resizes_them_as_it_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet's reference frames come at 320×240, 640×480 and 768×576, colour and grey."""
+    from PIL import Image
+
+    from framedrift.worker.model.artifact import ModelArtifact
+
+    rng = np.random.default_rng(0)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    sizes = [(320, 240), (640, 480), (768, 576)]
+    for index in range(60):
+        width, height = sizes[index % 3]
+        light = rng.uniform(0.2, 1.0)  # scenes in every light, so errors spread
+        picture = (light * rng.integers(0, 256, (height // 8, width // 8, 3))).astype(np.uint8)
+        image = Image.fromarray(picture).resize((width, height), Image.BILINEAR)
+        if index % 4 == 0:
+            image.convert("L").save(frames / f"{index:02d}.png")  # a grey one among them
+        else:
+            image.save(frames / f"{index:02d}.jpg", quality=85)
+    model = tmp_path / "model.pt"
+
+    status = main(
+        [
+            "train",
+            *("--data", str(frames), "--out", str(model)),
+            *("--height", "32", "--width", "32", "--channels", "3"),
+            *("--architecture", "strided", "--epochs", "1", "--filters", "8"),
+        ]
+    )
+
+    assert status == 0, capsys.readouterr().err
+    artifact = ModelArtifact.load(model)
+    assert artifact.config.architecture == "strided"
+    assert artifact.metadata["training_images"] + artifact.metadata["validation_images"] == 60

@@ -16,13 +16,13 @@ import torch
 from framedrift.worker.model.autoencoder import AutoencoderConfig, ConvAutoencoder
 from framedrift.worker.model.latent import LatentMap
 from framedrift.worker.model.preprocessing import Preprocessing
-from framedrift.worker.model.scoring import Scorer, score_inputs
+from framedrift.worker.model.scoring import Scorer, resolve_device, score_inputs
 
 
-@pytest.fixture(scope="module")
-def scorer() -> Scorer:
+@pytest.fixture(scope="module", params=["seed", "strided"])
+def scorer(request: pytest.FixtureRequest) -> Scorer:
     torch.manual_seed(0)
-    config = AutoencoderConfig(height=28, width=28, channels=1)
+    config = AutoencoderConfig(height=28, width=28, channels=1, architecture=request.param)
     model = ConvAutoencoder(config).eval()
     rng = np.random.default_rng(1)
     inputs = torch.from_numpy(rng.random((64, 1, 28, 28), dtype=np.float32))
@@ -63,3 +63,14 @@ def test_the_tiles_errors_average_to_the_image_error(scorer: Scorer) -> None:
     assert scored.tile_errors.shape == (5, 16)
     np.testing.assert_allclose(scored.tile_errors.mean(axis=1), scored.scores.error, rtol=1e-6)
     assert scored.tile_errors[0, 0] != pytest.approx(scored.tile_errors[0, 1:].mean(), rel=0.01)
+
+
+def test_the_device_setting_resolves_to_a_device_or_says_why_not() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="'cpu', 'cuda' or 'auto'"):
+        resolve_device("tpu")

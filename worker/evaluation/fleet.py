@@ -37,12 +37,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from framedrift.producers.camera_fleet import (
@@ -70,18 +70,14 @@ from framedrift.worker.detection.own_normal import (
 from framedrift.worker.detection.scores import TILE_GRID, TILE_NAMES, tile_of
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
+from framedrift.worker.model.preprocessing import Preprocessing, resized_for_model
 from framedrift.worker.model.scoring import Scorer
 from framedrift.worker.model.training import TrainingPlan, train_autoencoder
 from framedrift.worker.ops.settings import settings_from_env
 
-DEFAULT_FLEET_MODEL = Path("artifacts/camera-fleet-64.pt")
-FLEET_MODEL_CONFIG = AutoencoderConfig(height=64, width=64, channels=3)
+DEFAULT_FLEET_MODEL = Path("artifacts/camera-fleet-64-strided.pt")
+FLEET_MODEL_CONFIG = AutoencoderConfig(height=64, width=64, channels=3, architecture="strided")
 DEFAULT_FLEET_ERT = 1_000_000  # events per source between false alarms of the changed question
-# Frames are box-averaged by this factor (640×480 -> 128×96) before the scorer resizes
-# them to the model's 64×64, 4 ms a frame less than resizing the full frame in floating
-# point. The model's input then differs from the full-frame path by 0.8 grey levels on
-# average (13.7 at most, on sharp edges; measured on six cameras' frames).
-MODEL_INPUT_REDUCTION = 5
 SCORING_BATCH = 32  # frames scored per model call
 PROGRESS_EVERY = 64  # frames between a worker's progress reports
 
@@ -193,17 +189,16 @@ def plan_runs(size: FleetSize, warmup_frames: int) -> list[FaultRun]:
     return plan
 
 
-def model_sized(frame: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(frame).reduce(MODEL_INPUT_REDUCTION))
-
-
 def fleet_model(size: FleetSize, path: Path = DEFAULT_FLEET_MODEL) -> ModelArtifact:
     """The colour autoencoder of the fleet, trained on clean frames spread over every
     camera's day; cached at `path` (used as it is when there)."""
     if path.is_file():
         return ModelArtifact.load(path)
+    model_input = partial(
+        resized_for_model, preprocessing=Preprocessing.for_model(FLEET_MODEL_CONFIG)
+    )
     images = frames_over_the_day(
-        _fleet(size), range(size.cameras), size.training_frames, MODEL_INPUT_REDUCTION
+        _fleet(size), range(size.cameras), size.training_frames, model_input
     )
     print(f"training the fleet model on {len(images)} clean frames", file=sys.stderr)
     artifact = train_autoencoder(
@@ -280,7 +275,7 @@ def _read(reader: OwnNormal, frames: Iterable[np.ndarray], progress: bool) -> np
     assert _scorer is not None, "_start_worker sets the scorer"
     rows = []
     for chunk in _chunks(frames, SCORING_BATCH):
-        scored = _scorer.score_frames([model_sized(frame) for frame in chunk])
+        scored = _scorer.score_frames(chunk)
         for frame, error, tiles in zip(chunk, scored.scores.error, scored.tile_errors, strict=True):
             rows.append(_row(reader.read(frame_signals(frame), float(error), tiles)))
             if progress and len(rows) % PROGRESS_EVERY == 0:

@@ -27,7 +27,9 @@ from framedrift.worker.model.latent import LatentMap
 from framedrift.worker.model.preprocessing import Preprocessing
 from framedrift.worker.model.scoring import Scorer
 
-ARTIFACT_FORMAT = 3  # 2: latent map, baseline scores and calibration; 3: one baseline set
+# 2: latent map, baseline scores and calibration; 3: one baseline set; 4: the model's
+# architecture, and its inputs resized as bytes (`preprocessing.resized_for_model`)
+ARTIFACT_FORMAT = 4
 BASELINE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 
@@ -94,8 +96,14 @@ class ModelArtifact:
         model.eval()
         return model
 
-    def scorer(self, torch_threads: int = 0) -> Scorer:
-        return Scorer(self.build_model(), self.latent_map, self.preprocessing, torch_threads)
+    def scorer(self, torch_threads: int = 0, device: torch.device | None = None) -> Scorer:
+        return Scorer(
+            self.build_model(),
+            self.latent_map,
+            self.preprocessing,
+            torch_threads,
+            device,
+        )
 
     def reference_profile(self) -> ReferenceProfile:
         return self.baseline.profile

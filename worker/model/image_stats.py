@@ -21,7 +21,7 @@ def image_statistics(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     measure: blur removes the high frequencies it responds to.
     """
     grey = inputs.mean(dim=1, keepdim=True)
-    laplacian = functional.conv2d(grey, _LAPLACIAN.view(1, 1, 3, 3).to(grey.dtype))
+    laplacian = functional.conv2d(grey, _LAPLACIAN.view(1, 1, 3, 3).to(grey))
     return {
         "brightness": grey.flatten(1).mean(dim=1),
         "contrast": grey.flatten(1).std(dim=1),

@@ -1,4 +1,8 @@
-"""Scores a batch of images with one model call: the per-image signals the detectors watch."""
+"""Scores a batch of images with one model call: the per-image signals the detectors watch.
+
+The model runs on the CPU or a GPU (`resolve_device`); a batch's inputs are moved there
+once and its scores come back once. Resizing to the model's input stays on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,10 @@ def score_frames(
 ) -> FrameScores:
     """Scores and per-tile errors of prepared model inputs (N, C, H, W), in chunks."""
     model.eval()
+    device = next(model.parameters()).device
     parts, tiles = [], []
     for part in inputs.split(chunk):
+        part = part.to(device, non_blocking=True)
         if len(part) == 1:
             # PyTorch's CPU convolution takes another path for a batch of one, whose
             # results differ in the last bits; scored as a pair, a lone image gets the
@@ -37,15 +43,15 @@ def score_frames(
             reconstructions, codes = (output[:1] for output in model(torch.cat([part, part])))
         else:
             reconstructions, codes = model(part)
-        prototype, distance = latent_map.assign(codes)
+        prototype, distance = latent_map.assign(codes.cpu())
         statistics = image_statistics(part)
         per_pixel = per_pixel_loss(reconstructions, part)  # once, for the image and its tiles
         parts.append(
             ImageScores(
-                error=image_error(per_pixel).double().numpy(),
+                error=image_error(per_pixel).double().cpu().numpy(),
                 prototype=prototype,
                 latent_distance=distance,
-                **{name: value.double().numpy() for name, value in statistics.items()},
+                **{name: value.double().cpu().numpy() for name, value in statistics.items()},
             )
         )
         tiles.append(tile_errors(per_pixel))
@@ -56,7 +62,22 @@ def tile_errors(per_pixel: torch.Tensor) -> np.ndarray:
     """Each image's reconstruction error per tile of a `TILE_GRID` grid (images × tiles):
     its `per_pixel_loss` averaged over each tile."""
     pooled = functional.adaptive_avg_pool2d(per_pixel.mean(dim=1, keepdim=True), TILE_GRID)
-    return pooled.flatten(start_dim=1).double().numpy()
+    return pooled.flatten(start_dim=1).double().cpu().numpy()
+
+
+def resolve_device(setting: str) -> torch.device:
+    """'cpu', 'cuda' or 'auto' -> the device the model runs on; ValueError for 'cuda' on a
+    machine without a GPU that PyTorch can use (better at start-up than at the first batch)."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "'cuda' but PyTorch sees no GPU here (CPU build, no driver, or no device "
+            "visible): use 'cpu' or 'auto'"
+        )
+    if setting not in ("cpu", "cuda"):
+        raise ValueError(f"must be 'cpu', 'cuda' or 'auto', got {setting!r}")
+    return torch.device(setting)
 
 
 class Scorer:
@@ -68,10 +89,11 @@ class Scorer:
         latent_map: LatentMap,
         preprocessing: Preprocessing,
         torch_threads: int = 0,
+        device: torch.device | None = None,
     ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self.model = model
+        self.model = model.to(device or "cpu")
         self.latent_map = latent_map
         self.preprocessing = preprocessing
 

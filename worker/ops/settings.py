@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # Model and scoring
     model_path: Path = Path("artifacts/model.pt")
     torch_threads: int = Field(0, ge=0, description="0: let torch decide.")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description="Where the model runs: 'cuda' (a GPU; start-up fails without one), "
+        "'auto' (a GPU when there is one), 'cpu'. Decoding and the detectors stay on the CPU.",
+    )
+    reader_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads that decode records and read their frame signals, while the "
+        "model scores the frames already read: about one per core.",
+    )
 
     # Batching
     batch_size: int = Field(256, ge=1, le=10_000)

@@ -14,6 +14,7 @@ import structlog
 
 from framedrift.worker.detection.calibration import CalibrationRefused
 from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.model.scoring import resolve_device
 from framedrift.worker.ops.settings import ENV_PREFIX, Settings, SettingsError
 from framedrift.worker.stream.decoding import DecodingLimits
 from framedrift.worker.stream.kafka_clients import connect_kafka
@@ -28,6 +29,10 @@ log = structlog.get_logger(__name__)
 def build_worker(settings: Settings) -> DriftWorker:
     """The worker these settings describe, not yet connected to Kafka."""
     hmac_key = settings.hmac_key()  # first: without it, loading the model is wasted time
+    try:
+        device = resolve_device(settings.device)
+    except ValueError as error:
+        raise SettingsError(f"{ENV_PREFIX}DEVICE: {error}") from None
     artifact = calibrated_artifact(settings)
     store = RedisStateStore(
         redis.Redis.from_url(settings.redis_url, **settings.redis_client_options()),
@@ -37,14 +42,16 @@ def build_worker(settings: Settings) -> DriftWorker:
         artifact.model_version,
     )
     processor = BatchProcessor(
-        artifact.scorer(settings.torch_threads),
+        artifact.scorer(settings.torch_threads, device),
         store,
         artifact.monitor_config(
             settings.outlier_quantile, settings.warmup_frames, settings.source_kind
         ),
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,
+        settings.reader_threads,
     )
+    log.info("model_device", device=str(device), reader_threads=settings.reader_threads)
     return DriftWorker(settings, store, processor, connect_kafka=partial(connect_kafka, settings))
 
 

@@ -2,12 +2,19 @@
 
 `BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
 states of the batch's sources); what it returns is made durable by `checkpoint.py`.
+
+Reading a record (decoding its image, reading its frame signals) is most of a camera
+frame's cost and runs in a pool of threads (Pillow and numpy release the GIL while they
+work), while the model scores the frames already read, `SCORING_CHUNK` at a time. The
+detectors then take the frames in the batch's order, so the outcome is the same as a
+serial pass's, bit for bit: an image's scores do not depend on its company.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +23,7 @@ import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.schemas.alerts import DriftAlert
-from framedrift.worker.detection.frame_quality import frame_signals
+from framedrift.worker.detection.frame_quality import FrameQuality, frame_signals
 from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
@@ -24,7 +31,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
-from framedrift.worker.detection.scores import FrameScores
+from framedrift.worker.detection.scores import FrameScores, ImageScores
 from framedrift.worker.stream.alerts import build_alert
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
@@ -36,6 +43,10 @@ from framedrift.worker.stream.decoding import (
 from framedrift.worker.stream.state_store import StateStore, partition_label
 
 log = structlog.get_logger(__name__)
+
+# Frames per model call while the reader threads go on reading: small enough that the
+# model starts early, large enough that a call's overhead is spread thin.
+SCORING_CHUNK = 64
 
 
 class SourceOnAnotherPartition(InvalidEvent):
@@ -65,6 +76,34 @@ class DeadLetter:
 
     record: ConsumerRecord
     error: InvalidEvent
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """A record decoded, with its frame's quality signals."""
+
+    record: ConsumerRecord
+    event: DecodedEvent
+    quality: FrameQuality
+
+
+def read_record(record: ConsumerRecord, limits: DecodingLimits) -> ReadRecord | DeadLetter:
+    """A record -> its decoded event and frame signals, or the dead letter saying why not.
+    Runs in the reader threads: no shared state."""
+    try:
+        event = decode_record(record.key, record.value, record.headers, limits)
+    except InvalidEvent as error:
+        return DeadLetter(record, error)
+    except Exception as error:
+        # Never let one record halt its partition (a poison pill): park it, loudly.
+        log.error(
+            "unexpected_decoding_error",
+            partition=record.partition,
+            offset=record.offset,
+            error_class=type(error).__name__,
+        )
+        return DeadLetter(record, UnexpectedDecodingError(f"{type(error).__name__}: {error}"))
+    return ReadRecord(record, event, frame_signals(as_uint8(event.image)))
 
 
 @dataclass
@@ -118,12 +157,17 @@ class BatchProcessor:
         config: MonitorConfig,
         limits: DecodingLimits,
         model_version: str,
+        reader_threads: int = 2,
     ) -> None:
         self.scorer = scorer
         self.store = store
         self.config = config
         self.limits = limits
         self.model_version = model_version
+        self.readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="reader")
+
+    def close(self) -> None:
+        self.readers.shutdown(wait=True, cancel_futures=True)
 
     def process(
         self,
@@ -140,7 +184,7 @@ class BatchProcessor:
         A source's records from a partition other than its home are dead-lettered.
         """
         outcome = BatchOutcome()
-        decoded: list[tuple[ConsumerRecord, DecodedEvent]] = []
+        reading: list[Future[ReadRecord | DeadLetter]] = []
         for record in records:
             outcome.last_offsets[record.partition] = max(
                 record.offset, outcome.last_offsets.get(record.partition, -1)
@@ -149,49 +193,46 @@ class BatchProcessor:
             if applied is not None and record.offset <= applied:
                 outcome.skipped_replays[record.partition] += 1
                 continue
-            try:
-                event = decode_record(record.key, record.value, record.headers, self.limits)
-            except InvalidEvent as error:
-                outcome.dead_letters.append(DeadLetter(record, error))
-                continue
-            except Exception as error:
-                # Never let one record halt its partition (a poison pill): park it, loudly.
-                log.error(
-                    "unexpected_decoding_error",
-                    partition=record.partition,
-                    offset=record.offset,
-                    error_class=type(error).__name__,
-                )
-                unexpected = UnexpectedDecodingError(f"{type(error).__name__}: {error}")
-                outcome.dead_letters.append(DeadLetter(record, unexpected))
-                continue
-            decoded.append((record, event))
+            reading.append(self.readers.submit(read_record, record, self.limits))
+
+        decoded: list[ReadRecord] = []
+        parts: list[FrameScores] = []
+        chunk: list[ReadRecord] = []
+        for index, future in enumerate(reading):
+            result = future.result()
+            if isinstance(result, DeadLetter):
+                outcome.dead_letters.append(result)
+            else:
+                chunk.append(result)
+            if len(chunk) == SCORING_CHUNK or (chunk and index == len(reading) - 1):
+                parts.append(self.scorer.score_frames([read.event.image for read in chunk]))
+                decoded += chunk
+                chunk = []
         if not decoded:
             return outcome
 
-        scored = self.scorer.score_frames([event.image for _, event in decoded])
-        scores = scored.scores
+        scores = ImageScores.concatenate([part.scores for part in parts])
+        tile_errors = np.concatenate([part.tile_errors for part in parts])
         images = scored_images(scores, self.config.reference)
-        qualities = [frame_signals(as_uint8(event.image)) for _, event in decoded]
         is_outlier = scores.error > self.config.outlier_threshold
-        for (record, _), outlier in zip(decoded, is_outlier, strict=True):
-            outcome.scored[record.partition] += 1
-            outcome.outliers[record.partition] += int(outlier)
+        for read, outlier in zip(decoded, is_outlier, strict=True):
+            outcome.scored[read.record.partition] += 1
+            outcome.outliers[read.record.partition] += int(outlier)
 
         by_source: dict[str, list[int]] = defaultdict(list)  # source id -> indices into `decoded`
-        for index, (_, event) in enumerate(decoded):
-            by_source[event.source_id].append(index)
+        for index, read in enumerate(decoded):
+            by_source[read.event.source_id].append(index)
         loaded = self.store.load_sources(list(by_source))
         outcome.state_resets = loaded.resets
 
         for source_id, indices in by_source.items():
-            first_record = decoded[indices[0]][0]
+            first_record = decoded[indices[0]].record
             home = loaded.homes.get(source_id) or partition_label(
                 first_record.topic, first_record.partition
             )
             at_home = []
             for index in indices:
-                record = decoded[index][0]
+                record = decoded[index].record
                 if partition_label(record.topic, record.partition) == home:
                     at_home.append(index)
                 else:
@@ -203,7 +244,7 @@ class BatchProcessor:
             if not at_home:
                 continue
             indices = at_home
-            home_partition = decoded[indices[0]][0].partition
+            home_partition = decoded[indices[0]].record.partition
             outcome.source_partitions[source_id] = home_partition
             state = loaded.states.get(source_id)
             # No state although the store knows the source (its blob was evicted or
@@ -229,11 +270,11 @@ class BatchProcessor:
                 state = SourceState.fresh(self.config)
             monitor = SourceMonitor(self.config, state)
             for index in indices:
-                record, event = decoded[index]
+                record, event = decoded[index].record, decoded[index].event
                 position = EventRef(
                     event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                 )
-                frame = (qualities[index], scored.tile_errors[index])
+                frame = (decoded[index].quality, tile_errors[index])
                 for firing in monitor.update(images[index], position, frame):
                     outcome.alerts.append(
                         build_alert(source_id, firing, state, self.config, self.model_version)

@@ -303,6 +303,7 @@ class DriftWorker:
                     window = Throughput()
         finally:
             log.info("worker_stopping")
+            self.processor.close()
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=10)
             if health is not None:
