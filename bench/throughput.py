@@ -137,11 +137,14 @@ def camera_frame_reading(repeats: int = 15) -> dict[str, dict[str, float]]:
     return results
 
 
-def sample_records(images: np.ndarray, sources: int, total: int) -> Iterator[KafkaRecord]:
-    """`total` PNG events in JSON, the sources in turn, each its next image."""
+def sample_records(
+    images: np.ndarray, sources: int, total: int, first: int = 0
+) -> Iterator[KafkaRecord]:
+    """`total` PNG events in JSON from the `first`-th on, the sources in turn, each its
+    next image."""
     names = source_ids(sources)
     now = datetime.now(UTC)
-    for index in range(total):
+    for index in range(first, first + total):
         source = names[index % sources]
         yield image_event_record(
             images[index % len(images)], source, event_id(source, index // sources), now, "json"
@@ -237,11 +240,17 @@ class Bench:
         return _rate(total - first_count, finished - first_commit)
 
     def latency(
-        self, topic: str, records: Iterable[KafkaRecord], rate: float, model: Path
+        self,
+        topic: str,
+        warm_up: Iterable[KafkaRecord],
+        records: Iterable[KafkaRecord],
+        rate: float,
+        model: Path,
     ) -> dict[str, float]:
-        """Each event's time from its send to the commit that covers it, at `rate` a second."""
-        processes = self.start_workers(topic, model, 1)
+        """Each event's time from its send to the commit that covers it, at `rate` a second,
+        once the worker has committed the `warm_up` events (it has joined its group)."""
         self.servers.create_topics({topic: PARTITIONS})
+        processes = self.start_workers(topic, model, 1)
         watcher = self.watcher()
         commits: list[tuple[float, dict[int, int]]] = []
         done = threading.Event()
@@ -255,13 +264,18 @@ class Bench:
                 time.sleep(0.01)
 
         try:
-            time.sleep(8.0)  # the worker joins its group before the clock starts
+            warmed = self.topic(topic, warm_up)["events"]
+            deadline = time.monotonic() + 120
+            while _committed(watcher, topic) < warmed:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the worker did not take its first events within 120 s")
+                time.sleep(0.1)
             thread = threading.Thread(target=watch)
             thread.start()
             sent = self.topic(topic, records, rate)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if commits and sum(commits[-1][1].values()) >= sent["events"]:
+                if commits and sum(commits[-1][1].values()) >= warmed + sent["events"]:
                     break
                 time.sleep(0.1)
             done.set()
@@ -342,7 +356,8 @@ def sample_workload(bench: Bench, model: Path) -> dict[str, Any]:
     capacity = by_batch[256]
     results["latency_at_half_capacity"] = bench.latency(
         "sample-latency",
-        sample_records(clean.images, 16, int(capacity / 2 * LATENCY_SECONDS)),
+        sample_records(clean.images, 16, 64),
+        sample_records(clean.images, 16, int(capacity / 2 * LATENCY_SECONDS), first=64),
         capacity / 2,
         model,
     )
@@ -364,6 +379,9 @@ def camera_workload(bench: Bench, model: Path) -> dict[str, Any]:
     print(f"camera frames made and sent in {time.monotonic() - started:.0f} s", flush=True)
     by_workers = {}
     for workers in (1, 2):
+        # The machine's cores shared out: one worker runs the model on all of them and
+        # reads frames on as many threads; two take one thread of each apiece.
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
         by_workers[workers] = bench.drain(
             "cameras-640x480",
             CAMERA_FRAMES,
@@ -371,6 +389,8 @@ def camera_workload(bench: Bench, model: Path) -> dict[str, Any]:
             workers,
             source_kind="cameras",
             warmup_frames="128",
+            torch_threads=threads,
+            reader_threads=threads,
         )
         print(f"camera end to end, {workers} worker(s): {by_workers[workers]:.0f} frames/s")
     results["end_to_end_by_workers"] = by_workers

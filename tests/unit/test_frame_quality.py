@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from framedrift.worker.detection import frame_quality
 from framedrift.worker.detection.frame_quality import (
     SIGNAL_NAMES,
     THUMBNAIL_LONGEST_SIDE,
@@ -268,3 +269,13 @@ def test_downscaled_luma_is_the_block_mean_of_luma(shape: tuple[int, ...], facto
 def test_signal_names_follow_the_signals() -> None:
     signals = FrameSignals(*range(len(SIGNAL_NAMES)))
     assert tuple(signals.as_dict()) == SIGNAL_NAMES
+
+
+def test_a_dense_grid_reads_the_same_luma_as_each_neighbourhood_pixel_alone() -> None:
+    """A 320×240 frame's grid has stride 2 and takes the frame's luma once; the values
+    must be those of the pixels' luma taken one offset at a time, to the bit."""
+    frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    grid = frame_quality._SampleGrid.over(frame)
+    assert grid.stride == 2
+    for offset, luma in grid.neighbourhood_luma():
+        assert np.array_equal(luma, frame_quality._luma(grid.pixels(*offset))), offset

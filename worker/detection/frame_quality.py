@@ -6,13 +6,14 @@ analysis resolution that keeps a defocus of a few pixels visible, so that an ale
 say *how* a camera changed: focus, exposure, colour balance, noise, contrast, and, from
 a small thumbnail the caller keeps per source, a frozen picture or a shifted view.
 
-Numpy only, on one core: about 3 ms for a 640×480 RGB frame, 5 ms for 1920×1080.
+Numpy only, on one core: about 3.5 ms for a 640×480 RGB frame, 2.6 ms for 320×240.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
@@ -330,11 +331,26 @@ class _SampleGrid(NamedTuple):
 
     def pixels(self, row_offset: int, column_offset: int) -> np.ndarray:
         """The grid's pixels at (row_offset, column_offset), 0 to 2, within each 3×3."""
+        return self.on(self.frame, row_offset, column_offset)
+
+    def on(self, image: np.ndarray, row_offset: int, column_offset: int) -> np.ndarray:
+        """`pixels` of `image`, an array of the frame's rows and columns (its luma, say)."""
         row_end = row_offset + (self.rows - 1) * self.stride + 1
         column_end = column_offset + (self.columns - 1) * self.stride + 1
-        return self.frame[
-            row_offset : row_end : self.stride, column_offset : column_end : self.stride
-        ]
+        return image[row_offset : row_end : self.stride, column_offset : column_end : self.stride]
+
+    def neighbourhood_luma(self) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+        """((row offset, column offset), the luma of the grid's pixels there) for each of
+        the 3×3 offsets. The same values either way; the cheaper way by the grid's density:
+        a dense grid (stride 2 or less) covers most pixels several times, so the frame's
+        luma is taken once and sliced; a sparse one takes luma of each offset's pixels."""
+        if self.stride <= 2:
+            luma = _luma(self.frame)
+            for offset in np.ndindex(3, 3):
+                yield offset, self.on(luma, *offset)
+        else:
+            for offset in np.ndindex(3, 3):
+                yield offset, _luma(self.pixels(*offset))
 
 
 def _noise(grid: _SampleGrid) -> float:
@@ -351,9 +367,8 @@ def _noise(grid: _SampleGrid) -> float:
     """
     residual = np.zeros((grid.rows, grid.columns), dtype=np.float32)
     measurable = np.ones((grid.rows, grid.columns), dtype=bool)
-    for (row_offset, column_offset), weight in np.ndenumerate(_NOISE_KERNEL):
-        luma = _luma(grid.pixels(row_offset, column_offset))
-        residual += weight * luma
+    for offset, luma in grid.neighbourhood_luma():
+        residual += _NOISE_KERNEL[offset] * luma
         measurable &= (luma > CRUSHED_LUMA) & (luma < CLIPPED_LUMA)
     magnitudes = np.abs(residual[measurable])
     half = magnitudes.size // 2
