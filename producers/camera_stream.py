@@ -2,21 +2,23 @@
 
 Cameras take turns, one frame each, as the dataset sources of `stream.py` do, with the
 same event ids (`camera-003-0000450` is camera 3's frame 450). A camera given a fault
-shows it from frame `onset` on. Each frame is sent as its camera's encoder made it, a
-JPEG at the camera's own quality, in the binary value format.
+shows it from frame `onset` on (until frame `fault_until`, where given: the fault is
+repaired). Each frame is sent as its camera's encoder made it, a JPEG at the camera's
+own quality, in the binary value format.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
 from framedrift.producers.camera_fleet import CameraFleet, DayCycle, Fault, FrameSize
 from framedrift.producers.events import KafkaRecord, encoded_event_record
 from framedrift.producers.stream import (
+    EventClock,
     event_id,
     refuse_unknown_sources,
     send_records,
@@ -30,6 +32,9 @@ class CameraStreamPlan:
     frames_per_camera: int = 750
     faults: Mapping[str, Fault] = field(default_factory=dict)  # source id -> its fault
     onset: int = 450  # the frame each fault starts at
+    fault_until: int | None = None  # the frame each fault is repaired at; None: never
+    # Event time between a camera's frames (1/its frame rate); None: when each is made.
+    frame_interval_s: float | None = None
     frame_size: FrameSize = (320, 240)
     # Where in the day (of `day_period` frames) the stream starts: by day, so that a
     # short stream is not all night.
@@ -54,23 +59,32 @@ def camera_records(plan: CameraStreamPlan) -> Iterator[KafkaRecord]:
     """Every frame of the plan as an event record, cameras in turn."""
     fleet = plan.fleet()
     sources = source_ids(plan.cameras)
+    repaired = plan.frames_per_camera if plan.fault_until is None else plan.fault_until
     streams = [
-        fleet.frames(
-            index,
-            start=plan.start_frame,
-            count=plan.frames_per_camera,
-            fault=plan.faults.get(source),
-            onset=plan.start_frame + plan.onset,
+        itertools.chain(
+            fleet.frames(
+                index,
+                start=plan.start_frame,
+                count=repaired,
+                fault=plan.faults.get(source),
+                onset=plan.start_frame + plan.onset,
+            ),
+            fleet.frames(
+                index,
+                start=plan.start_frame + repaired,
+                count=plan.frames_per_camera - repaired,
+            ),
         )
         for index, source in enumerate(sources)
     ]
+    clock = EventClock(plan.frame_interval_s)
     for sequence, frames in enumerate(zip(*streams, strict=True)):
         for camera, source, frame in zip(fleet.cameras, sources, frames, strict=True):
             yield encoded_event_record(
                 camera.encode(frame),
                 source,
                 event_id(source, sequence),
-                datetime.now(UTC),
+                clock.time_of(sequence),
                 "binary",
                 "jpeg",
             )

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from kafka import KafkaProducer
@@ -55,9 +55,14 @@ def sequence_of(event_id: str) -> int:
 class StreamPlan:
     sources: int = 4
     events_per_source: int = 1000
-    # source id -> scenario switched on at `drift_at`; sources not named stay clean
+    # source id -> scenario switched on at `drift_at` (off again at `drift_until`, where
+    # given); sources not named stay clean
     drift: dict[str, str] = field(default_factory=dict)
     drift_at: int = 500
+    drift_until: int | None = None
+    # Event time between a source's events, from the time of the first; None: each
+    # event's time is when it is made.
+    event_interval_s: float | None = None
     rate: float | None = None  # events per second over all sources; None: as fast as possible
     value_format: ValueFormat = "json"
     encoding: Encoding = "png"
@@ -90,15 +95,18 @@ def produce_stream(
         for source in source_ids(plan.sources)
     }
 
+    until = plan.drift_until if plan.drift_until is not None else plan.events_per_source
+    clock = EventClock(plan.event_interval_s)
+
     def records() -> Iterator[KafkaRecord]:
         for sequence in range(plan.events_per_source):
             for source, sampler in samplers.items():
-                image, label = sampler.draw(drifted=sequence >= plan.drift_at)
+                image, label = sampler.draw(drifted=plan.drift_at <= sequence < until)
                 yield image_event_record(
                     image,
                     source,
                     event_id(source, sequence),
-                    datetime.now(UTC),
+                    clock.time_of(sequence),
                     plan.value_format,
                     plan.encoding,
                     label,
@@ -112,6 +120,20 @@ def produce_stream(
         plan.rate,
         show_progress,
     )
+
+
+@dataclass
+class EventClock:
+    """The event time of a source's `sequence`-th event: `interval_s` apart from the first
+    event's (a camera's frame rate), or, without an interval, when the event is made."""
+
+    interval_s: float | None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def time_of(self, sequence: int) -> datetime:
+        if self.interval_s is None:
+            return datetime.now(UTC)
+        return self.started + timedelta(seconds=sequence * self.interval_s)
 
 
 def send_records(

@@ -1,13 +1,14 @@
-"""The contract between framedrift and the outside: input events, drift alerts, dead letters.
+"""The contract between framedrift and the outside: input events, incidents, dead letters.
 
 This package imports nothing of the project. The JSON Schema files in `schemas/json/`
 are generated from these models by `framedrift schema` and committed.
 """
 
 from framedrift.schemas.alerts import (
-    CLOUDEVENTS_TYPE,
+    CLOUDEVENTS_TYPES,
     AlertEventRef,
     DriftAlert,
+    IncidentEvent,
     WindowStatistics,
     cloudevents_headers,
 )
@@ -20,7 +21,7 @@ from framedrift.schemas.events import (
 )
 
 __all__ = [
-    "CLOUDEVENTS_TYPE",
+    "CLOUDEVENTS_TYPES",
     "EVENT_SCHEMA_VERSION",
     "AlertEventRef",
     "BinaryEventHeaders",
@@ -28,6 +29,7 @@ __all__ = [
     "DriftAlert",
     "ImageEvent",
     "ImagePayload",
+    "IncidentEvent",
     "WindowStatistics",
     "cloudevents_headers",
 ]

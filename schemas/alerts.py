@@ -1,8 +1,10 @@
-"""Drift alerts on the alerts topic.
+"""Incidents on the alerts topic.
 
-The Kafka value is a `DriftAlert` JSON document; the key is the source id; the
-CloudEvents 1.0 attributes travel in Kafka headers (binary content mode), so a
-CloudEvents-aware subscriber can route alerts without parsing the value.
+Each record is one transition of an incident (opened, updated, resolved): the Kafka
+value is an `IncidentEvent` JSON document, the key the source id, and the CloudEvents
+1.0 attributes travel in Kafka headers (binary content mode, `ce_type` naming the
+transition), so a CloudEvents-aware subscriber can route them without parsing the
+value. The detectors' own alarms (`DriftAlert`) are an incident's evidence.
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field
 # 4: two questions: `question` (out_of_domain: against the model's baseline; changed:
 #    against the source's own recent normal), the `own_normal` detector and its `changes`.
 # 5: the `coverage` detector (out of domain on any kind of source, fixed cameras included).
-ALERT_SCHEMA_VERSION = 5
+# 6: incidents: the topic carries `IncidentEvent`s (opened, updated, resolved), each with
+#    its first and latest `DriftAlert` as evidence; an alert's `detected_at` is gone (an
+#    incident's evidence is kept in the source's state, which a replay must rebuild to
+#    the byte: the time of the triggering event is `window_last_event.timestamp`).
+ALERT_SCHEMA_VERSION = 6
+
+Transition = Literal["opened", "updated", "resolved"]
 # The kind of event, not the document's layout: that is `schema_version`.
-CLOUDEVENTS_TYPE = "io.framedrift.drift.detected.v1"
+CLOUDEVENTS_TYPES: dict[str, str] = {
+    transition: f"io.framedrift.incident.{transition}.v1"
+    for transition in ("opened", "updated", "resolved")
+}
 
 # The worker's detector registry lists the same names, then `own_normal` (a test compares).
 DetectorName = Literal[
@@ -99,11 +110,12 @@ class SignalChange(BaseModel):
 
 
 class DriftAlert(BaseModel):
-    """A detector on one source decided that its data moved away from the baseline."""
+    """A detector on one source decided that its data moved away from the baseline: the
+    evidence of an incident."""
 
     model_config = ConfigDict(extra="forbid", title="DriftAlert")
 
-    schema_version: Literal[5] = ALERT_SCHEMA_VERSION
+    schema_version: Literal[6] = ALERT_SCHEMA_VERSION
     alert_id: str = Field(
         description="Deterministic: the same triggering event and detector give the same id, "
         "so a subscriber can drop an alert re-sent after a worker crash."
@@ -177,18 +189,78 @@ class DriftAlert(BaseModel):
     window_last_event: AlertEventRef = Field(description="The event that triggered the alert.")
     events_seen: int = Field(ge=1, description="Events of this source seen so far.")
     model_version: str
-    detected_at: datetime
 
 
-def cloudevents_headers(alert: DriftAlert, source_uri: str) -> list[tuple[str, bytes]]:
-    """CloudEvents 1.0 attributes of an alert as Kafka headers (binary content mode)."""
+class IncidentEvent(BaseModel):
+    """One transition of an incident: one source's problem on one question, from the
+    first detector that fired until every detector has been quiet for the hold-down."""
+
+    model_config = ConfigDict(extra="forbid", title="IncidentEvent")
+
+    schema_version: Literal[6] = ALERT_SCHEMA_VERSION
+    event_id: str = Field(
+        description="Deterministic, from the incident and the input event the transition "
+        "happened at: a transition re-sent after a worker crash has the same id (also the "
+        "CloudEvents id)."
+    )
+    incident_id: str = Field(
+        description="Deterministic, from the source, the question and the event that "
+        "opened it: the same in all of an incident's transitions."
+    )
+    transition: Transition = Field(
+        description="opened: the first detector fired; updated: another detector or a "
+        "frame-wide signal joined, or the severity doubled; resolved: see `resolution`."
+    )
+    resolution: Literal["recovered"] | None = Field(
+        None,
+        description="For resolved: recovered (no detector of the question fired or stayed "
+        "in an episode for FRAMEDRIFT_INCIDENT_HOLD_DOWN_S seconds of the source's event "
+        "time); null otherwise.",
+    )
+    source_id: str
+    question: Question
+    detectors: list[DetectorName] = Field(description="Every detector that fired, in order.")
+    signals: list[str] = Field(
+        description="For a changed incident: every frame-wide signal that alarmed while it "
+        "was open (names as `SignalChange.signal`), in order."
+    )
+    tiles: list[str] = Field(
+        description="For a changed incident: every tile (tile_r0c0 top left to tile_r3c3 "
+        "bottom right) whose error or picture alarmed while it was open."
+    )
+    severity: float = Field(
+        description="The highest severity of its firings: for changed, the largest "
+        "deviation in robust standard deviations; for out_of_domain, the statistic over "
+        "its threshold (1 where the bound is not one number)."
+    )
+    opened_at: datetime = Field(description="Event time of the event that opened it.")
+    last_alarm_at: datetime = Field(
+        description="Event time of the latest event at which a detector fired or was still "
+        "in its episode."
+    )
+    at: datetime = Field(description="Event time of the event this transition happened at.")
+    duration_s: float = Field(ge=0, description="`at` - `opened_at`, in seconds.")
+    trigger: AlertEventRef = Field(description="The input event this transition happened at.")
+    first_evidence: DriftAlert | None = Field(
+        description="The alert that opened the incident; null only where the worker's "
+        "stored copy could not be read back (after an upgrade)."
+    )
+    latest_evidence: DriftAlert | None = Field(
+        description="The latest alert of the incident (the first, until another fires)."
+    )
+    model_version: str
+    emitted_at: datetime = Field(description="When the worker made this event (its clock).")
+
+
+def cloudevents_headers(event: IncidentEvent, source_uri: str) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 attributes of an incident event as Kafka headers (binary content mode)."""
     attributes = {
         "ce_specversion": "1.0",
-        "ce_id": alert.alert_id,
-        "ce_type": CLOUDEVENTS_TYPE,
+        "ce_id": event.event_id,
+        "ce_type": CLOUDEVENTS_TYPES[event.transition],
         "ce_source": source_uri,
-        "ce_subject": alert.source_id,
-        "ce_time": alert.detected_at.isoformat(),
+        "ce_subject": event.source_id,
+        "ce_time": event.emitted_at.isoformat(),
         "content-type": "application/json",
     }
     return [(name, value.encode()) for name, value in attributes.items()]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from framedrift.schemas.alerts import DriftAlert
+from framedrift.schemas.alerts import IncidentEvent
 from framedrift.schemas.dead_letters import DeadLetterHeaders
 from framedrift.schemas.events import BinaryEventHeaders, ImageEvent
 
@@ -16,7 +16,7 @@ SCHEMA_DIR = Path(__file__).parent / "json"
 SCHEMA_FILES = {
     "image-event.schema.json": ImageEvent,
     "image-event-binary-headers.schema.json": BinaryEventHeaders,
-    "drift-alert.schema.json": DriftAlert,
+    "incident-event.schema.json": IncidentEvent,
     "dead-letter-headers.schema.json": DeadLetterHeaders,
 }
 

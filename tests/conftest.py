@@ -6,12 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 from framedrift.producers.datasets import SAMPLE_DATA_DIR, LabelledImages, load_images
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.model.autoencoder import AutoencoderConfig
 from framedrift.worker.model.training import TrainingPlan, train_autoencoder
 from framedrift.worker.ops.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def logging_configuration_of_its_own():
+    """Each test leaves structlog as it found it: a test that runs a CLI command in
+    process configures logging onto pytest's captured stderr, closed after that test,
+    and a later test's log line would then fail on the closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +40,13 @@ def novel_images() -> LabelledImages:
     return load_images(SAMPLE_DATA_DIR / "mnist-novel-images-idx3-ubyte.gz")
 
 
+# The detector settings the test model is calibrated for, and that the integration tests'
+# workers run with. A latent-mix window shorter than the default 1,000 events: an
+# incident resolves only once its detectors' windows hold none of the problem's events,
+# and the tests' streams can then be short.
+TEST_DETECTOR_SETTINGS = {"latent_window": 300}
+
+
 @pytest.fixture(scope="session")
 def trained_artifact(reference_images: LabelledImages) -> ModelArtifact:
     """A small but real model: 3 epochs on the 6,000 sample images (~20 s on 2 cores).
@@ -40,8 +58,8 @@ def trained_artifact(reference_images: LabelledImages) -> ModelArtifact:
         reference_images.images,
         AutoencoderConfig(filters=16),
         TrainingPlan(epochs=3, seed=1),
-        # The defaults, so that workers started by the tests find their calibration stored.
-        Settings().detector_parameters(),
+        # Those the tests' workers run with, so that they find their calibration stored.
+        Settings(**TEST_DETECTOR_SETTINGS).detector_parameters(),
         source_description="test fixture",
         show_progress=False,
     )

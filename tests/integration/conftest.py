@@ -29,6 +29,7 @@ from framedrift.producers.stream import StreamPlan, produce_stream
 from framedrift.worker.model.artifact import ModelArtifact
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
+from tests.conftest import TEST_DETECTOR_SETTINGS
 
 PARTITIONS = 4
 
@@ -115,6 +116,7 @@ class Stack:
             "FRAMEDRIFT_STATS_INTERVAL_S": "1",
             "FRAMEDRIFT_TORCH_THREADS": "1",
             "FRAMEDRIFT_HEALTH_PORT": "0",
+            **{f"FRAMEDRIFT_{name.upper()}": str(v) for name, v in TEST_DETECTOR_SETTINGS.items()},
             **overrides,
         }
 

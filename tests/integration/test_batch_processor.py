@@ -158,10 +158,10 @@ def test_reading_in_threads_gives_the_outcome_of_reading_one_record_at_a_time(
             processor.close()
 
     one_at_a_time, threaded = outcome_with(1), outcome_with(4)
-    assert [alert.alert_id for alert in threaded.alerts] == [
-        alert.alert_id for alert in one_at_a_time.alerts
+    assert [event.event_id for event in threaded.incident_events] == [
+        event.event_id for event in one_at_a_time.incident_events
     ]
-    assert one_at_a_time.alerts, "cam-2's digits raise alerts, so the comparison means something"
+    assert one_at_a_time.incident_events, "cam-2's digits open an incident: a real comparison"
     assert [dead.record.offset for dead in threaded.dead_letters] == [
         dead.record.offset for dead in one_at_a_time.dead_letters
     ]

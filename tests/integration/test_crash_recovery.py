@@ -6,6 +6,7 @@ import json
 import random
 import signal
 import time
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -25,21 +26,29 @@ def test_ten_sigkills_over_twenty_thousand_events_change_nothing(
 ) -> None:
     """Kill -9 at random moments of processing; compare with an uninterrupted run.
 
-    Nothing lost or counted twice; every detector ends in the state an uninterrupted
-    worker reaches on the same events; a re-sent alert has the id of the first send.
+    Nothing lost or counted twice; every detector and incident ends in the state an
+    uninterrupted worker reaches on the same events; every incident transition of the
+    uninterrupted run is published (opened once, resolved once: no copy under another id),
+    and a re-sent one has the id of the first send.
     """
     plan = StreamPlan(
         sources=8,
         events_per_source=2500,
         seed=5,
-        drift_at=1200,
+        drift_at=1000,
+        drift_until=1500,  # the drifted sources' incidents resolve before the stream ends
+        event_interval_s=1.0,
         drift={"camera-001": "covariate", "camera-005": "noise"},
     )
     total = plan.sources * plan.events_per_source
     sent = stack.produce(plan, stream_images)
     # Small batches give more checkpoints to die between; a short session lets the
     # group notice a dead member in ~3 s instead of 6.
-    chaos_settings = {"FRAMEDRIFT_BATCH_SIZE": "100", "FRAMEDRIFT_SESSION_TIMEOUT_MS": "3000"}
+    chaos_settings = {
+        "FRAMEDRIFT_BATCH_SIZE": "100",
+        "FRAMEDRIFT_SESSION_TIMEOUT_MS": "3000",
+        "FRAMEDRIFT_INCIDENT_HOLD_DOWN_S": "60",
+    }
     chaos = random.Random(20261122)
     worker = stack.start_worker(**chaos_settings)
     committed_at_kill: list[int] = []
@@ -68,6 +77,7 @@ def test_ten_sigkills_over_twenty_thousand_events_change_nothing(
         FRAMEDRIFT_GROUP_ID=reference,
         FRAMEDRIFT_STATE_PREFIX=reference,
         FRAMEDRIFT_ALERTS_TOPIC=reference_alerts_topic,
+        FRAMEDRIFT_INCIDENT_HOLD_DOWN_S="60",
     )
     stack.wait_until_committed(total, group_id=reference)
 
@@ -105,26 +115,33 @@ def test_ten_sigkills_over_twenty_thousand_events_change_nothing(
             state.detectors["latent_mix"].counts, expected.detectors["latent_mix"].counts
         )
         assert state.detectors["latent_mix"].episode == expected.detectors["latent_mix"].episode
+        assert state.incidents == expected.incidents, source
 
-    def alerts_by_id(topic: str) -> dict[str, list[tuple[str, str, int]]]:
-        found: dict[str, list[tuple[str, str, int]]] = {}
+    def events_by_id(topic: str) -> dict[str, list[tuple[str, str, str, int]]]:
+        found: dict[str, list[tuple[str, str, str, int]]] = {}
         for record in stack.read_topic(topic, timeout=5):
-            alert = json.loads(record.value)
-            trigger = (alert["source_id"], alert["detector"], alert["window_last_event"]["offset"])
-            found.setdefault(alert["alert_id"], []).append(trigger)
+            event = json.loads(record.value)
+            transition = (
+                event["source_id"],
+                event["incident_id"],
+                event["transition"],
+                event["trigger"]["offset"],
+            )
+            found.setdefault(event["event_id"], []).append(transition)
         return found
 
-    crashed_alerts = alerts_by_id(stack.alerts_topic)
-    reference_alerts = alerts_by_id(reference_alerts_topic)
-    assert reference_alerts, "the drifted sources raised no alert"
-    assert crashed_alerts.keys() == reference_alerts.keys()
-    for alert_id, sends in crashed_alerts.items():
-        # A re-send after a crash carries the id, source, detector and trigger of the first.
-        assert set(sends) == set(reference_alerts[alert_id]), alert_id
-    assert {source for sends in crashed_alerts.values() for source, _, _ in sends} == {
-        "camera-001",
-        "camera-005",
-    }
+    crashed_events = events_by_id(stack.alerts_topic)
+    reference_events = events_by_id(reference_alerts_topic)
+    assert crashed_events.keys() == reference_events.keys()
+    for event_id, sends in crashed_events.items():
+        # A re-send after a crash carries the id, incident, transition and trigger of the first.
+        assert set(sends) == set(reference_events[event_id]), event_id
+    transitions = defaultdict(list)  # (source, incident) -> its transitions, uninterrupted run
+    for (source, incident, transition, _), *_ in reference_events.values():
+        transitions[source, incident].append(transition)
+    assert {source for source, _ in transitions} == {"camera-001", "camera-005"}
+    for incident, kinds in transitions.items():
+        assert kinds.count("opened") == 1 and kinds.count("resolved") == 1, incident
 
 
 def test_replay_from_behind_the_stored_offsets_counts_nothing_twice(
@@ -190,17 +207,23 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
         for sig, handler in handlers.items():  # run() installed its own
             signal.signal(sig, handler)
     first_sends = [json.loads(r.value) for r in stack.read_topic(stack.alerts_topic, timeout=5)]
-    assert first_sends, "the doomed worker published nothing before dying"
-    assert sum(stack.committed().values()) < sum(sent.values())
+    committed = stack.committed()
+    # The lost batch's transitions: those of events past the committed offsets.
+    lost = [
+        e for e in first_sends if e["trigger"]["offset"] >= committed[e["trigger"]["partition"]]
+    ]
+    assert lost, "the doomed worker published nothing of the batch it lost"
 
     stack.start_worker()
     stack.wait_until_committed(sum(sent.values()))
     all_sends = [json.loads(r.value) for r in stack.read_topic(stack.alerts_topic, timeout=5)]
     assert stack.counts_in_redis() == sent, "the replayed batch was counted twice"
     for first in first_sends:
-        copies = [alert for alert in all_sends if alert["alert_id"] == first["alert_id"]]
-        assert len(copies) == 2, "the alert of the lost batch was not re-sent"
-        unchanging = {key: value for key, value in first.items() if key != "detected_at"}
-        assert all(
-            {k: v for k, v in copy.items() if k != "detected_at"} == unchanging for copy in copies
-        )
+        copies = [event for event in all_sends if event["event_id"] == first["event_id"]]
+        assert len(copies) == (2 if first in lost else 1), "re-sent: the lost batch's, only"
+        assert all(unchanging(copy) == unchanging(first) for copy in copies)
+
+
+def unchanging(event: dict) -> dict:
+    """An incident event less what a replay makes anew: the time the worker made it."""
+    return {key: value for key, value in event.items() if key != "emitted_at"}

@@ -1,4 +1,4 @@
-"""The whole path against the real broker and Redis: events in, state in Redis, alerts out."""
+"""The whole path against the real broker and Redis: events in, state in Redis, incidents out."""
 
 from __future__ import annotations
 
@@ -11,37 +11,54 @@ from kafka import KafkaProducer
 
 from framedrift.producers.events import image_event_record
 from framedrift.producers.stream import StreamPlan, sequence_of
-from framedrift.schemas.alerts import DriftAlert
+from framedrift.schemas.alerts import IncidentEvent
 from tests.hostile_payloads import png_claiming
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-DRIFT_AT = 400
+# The incident resolves about 550 events after the drift ends (its detectors' windows
+# emptied of drifted events, then the hold-down).
+DRIFT_AT, DRIFT_UNTIL = 300, 550
+HOLD_DOWN_S = 60.0
 PLAN = StreamPlan(
     sources=4,
-    events_per_source=800,
+    events_per_source=1300,
     drift={"camera-002": "noise"},
     drift_at=DRIFT_AT,
+    drift_until=DRIFT_UNTIL,
+    event_interval_s=1.0,
     seed=11,
     value_format="binary",
 )
 
 
-def test_drift_on_one_source_alerts_for_that_source_only(stack: Stack, stream_images) -> None:
-    stack.start_worker()
+def test_drift_on_one_source_is_one_incident_for_that_source_resolved_when_it_ends(
+    stack: Stack, stream_images
+) -> None:
+    stack.start_worker(FRAMEDRIFT_INCIDENT_HOLD_DOWN_S=str(HOLD_DOWN_S))
     sent = stack.produce(PLAN, stream_images)
     total = sum(sent.values())
     stack.wait_until_committed(total)
 
-    alerts = [
-        DriftAlert.model_validate_json(r.value)
+    events = [
+        IncidentEvent.model_validate_json(r.value)
         for r in stack.read_topic(stack.alerts_topic, timeout=5)
     ]
-    assert alerts, "the noisy source raised no alert"
-    assert {alert.source_id for alert in alerts} == {"camera-002"}
-    assert all(sequence_of(alert.window_last_event.event_id) >= DRIFT_AT for alert in alerts)
-    assert min(sequence_of(a.window_last_event.event_id) for a in alerts) - DRIFT_AT < 200
+    assert events, "the noisy source raised nothing"
+    assert {event.source_id for event in events} == {"camera-002"}
+    assert len({event.incident_id for event in events}) == 1, "one problem, one incident"
+    opened, *updates, resolved = events
+    assert opened.transition == "opened" and resolved.transition == "resolved"
+    assert {update.transition for update in updates} <= {"updated"}
+    assert DRIFT_AT <= sequence_of(opened.trigger.event_id) < DRIFT_AT + 200
+    assert opened.first_evidence is not None
+    assert opened.first_evidence.window_last_event == opened.trigger
+    # Resolved after the drift ended, no sooner than the hold-down after the last alarm
+    # (later when a detector's window is longer: it still remembers drifted events).
+    assert sequence_of(resolved.trigger.event_id) > DRIFT_UNTIL
+    assert resolved.duration_s > (DRIFT_UNTIL - DRIFT_AT) * PLAN.event_interval_s  # type: ignore[operator]
+    assert (resolved.at - resolved.last_alarm_at).total_seconds() >= HOLD_DOWN_S
 
     # Every event counted once in Redis; every offset committed; applied offsets stored.
     assert stack.counts_in_redis() == sent
@@ -50,11 +67,12 @@ def test_drift_on_one_source_alerts_for_that_source_only(stack: Stack, stream_im
     applied = stack.state_store().applied_offsets(stack.input_topic)
     assert {p: o + 1 for p, o in applied.items()} == {p: c for p, c in committed.items() if c}
 
-    # Alerts carry CloudEvents headers and are keyed by source.
+    # Incident events carry CloudEvents headers and are keyed by source.
     record = stack.read_topic(stack.alerts_topic, expected=1)[0]
     headers = dict(record.headers)
     assert record.key == b"camera-002"
-    assert headers["ce_id"].decode() == json.loads(record.value)["alert_id"]
+    assert headers["ce_id"].decode() == json.loads(record.value)["event_id"]
+    assert headers["ce_type"] == b"io.framedrift.incident.opened.v1"
     assert headers["ce_specversion"] == b"1.0"
     assert stack.workers[0].terminate() == 0
 

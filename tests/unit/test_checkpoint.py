@@ -64,7 +64,7 @@ def processed_batch(
     )
     records = [*image_records("cam-1", range(30)), junk_record(30)]
     outcome = processor.process(records, {0: None})
-    assert outcome.alerts and outcome.dead_letters, "the batch should publish both kinds"
+    assert outcome.incident_events and outcome.dead_letters, "the batch should publish both kinds"
     return outcome, claims
 
 
@@ -90,7 +90,7 @@ def test_a_batch_is_published_saved_and_committed(rng: np.random.Generator) -> N
     checkpointer(store, producer, consumer).checkpoint(outcome, claims)
 
     topics = [sent.topic for sent in producer.sent]
-    assert topics.count(SETTINGS.alerts_topic) == len(outcome.alerts)
+    assert topics.count(SETTINGS.alerts_topic) == len(outcome.incident_events)
     assert topics.count(SETTINGS.dead_letter_topic) == 1
     assert store.applied_offsets(TOPIC) == {0: 30}
     assert store.load_sources(["cam-1"]).states["cam-1"].stats.count == 30
@@ -133,12 +133,13 @@ def two_partition_batch(
 
 
 def from_partition(partition: int) -> Callable[[SentRecord], bool]:
-    """Whether a sent record stems from this input partition (an alert or a dead letter)."""
+    """Whether a sent record stems from this input partition (an incident event or a dead
+    letter)."""
 
     def stems_from(record: SentRecord) -> bool:
         if record.topic == SETTINGS.dead_letter_topic:
             return (dict(record.headers)["dlq_source_partition"]) == str(partition).encode()
-        return json.loads(record.value or b"{}")["window_last_event"]["partition"] == partition
+        return json.loads(record.value or b"{}")["trigger"]["partition"] == partition
 
     return stems_from
 
@@ -165,7 +166,7 @@ def test_a_partition_whose_dead_letter_is_refused_is_held_back_and_the_other_is_
     assert set(store.load_sources(["cam-1", "cam-2"]).states) == {"cam-1"}
     assert consumer.commits == [{0: 31}]
     assert checkpointed.saved.scored.total() == 30
-    assert all(alert.source_id == "cam-1" for alert in checkpointed.saved.alerts)
+    assert all(event.source_id == "cam-1" for event in checkpointed.saved.incident_events)
 
 
 def test_a_dead_letter_too_large_for_its_topic_goes_out_without_its_value(

@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import io
 import json
-from datetime import UTC, datetime
 from typing import get_args
 
 import jsonschema
@@ -15,9 +14,10 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from framedrift.schemas import DriftAlert, ImageEvent, cloudevents_headers
+from framedrift.schemas import DriftAlert, ImageEvent, IncidentEvent, cloudevents_headers
 from framedrift.schemas.alerts import DetectorName
 from framedrift.schemas.export import SCHEMA_DIR, SCHEMA_FILES, generated_schemas
+from framedrift.worker.detection.incident import Incident, Transition
 from framedrift.worker.detection.monitor import (
     OWN_NORMAL,
     DetectorFiring,
@@ -27,9 +27,15 @@ from framedrift.worker.detection.monitor import (
     scored_images,
 )
 from framedrift.worker.detection.own_normal import SignalChange as OwnNormalChange
+from framedrift.worker.detection.plain_state import StateFields
 from framedrift.worker.detection.registry import DETECTOR_NAMES
 from framedrift.worker.detection.scores import ImageScores
-from framedrift.worker.stream.alerts import alert_id, build_alert
+from framedrift.worker.stream.alerts import (
+    alert_id,
+    build_alert,
+    build_incident_event,
+    incident_id,
+)
 from framedrift.worker.stream.decoding import DecodingLimits, decode_record
 from tests.detector_fixtures import feed, synthetic_config, synthetic_scores
 
@@ -38,6 +44,13 @@ LIMITS = DecodingLimits(max_record_bytes=1 << 20, max_image_pixels=1 << 20)
 
 def load_schema(name: str) -> dict:
     return json.loads((SCHEMA_DIR / name).read_text())
+
+
+def alert_schema() -> dict:
+    """The committed schema of a `DriftAlert`: an incident's evidence, a definition of the
+    incident event's schema."""
+    incident = load_schema("incident-event.schema.json")
+    return {"$ref": "#/$defs/DriftAlert", "$defs": incident["$defs"]}
 
 
 @pytest.mark.parametrize("file_name", sorted(SCHEMA_FILES))
@@ -118,7 +131,7 @@ def test_alert_from_the_worker_validates_against_the_committed_alert_schema() ->
         state.window.append(signals, f"e{offset}", 2, offset, 1.7e9 + offset)
     trigger = EventRef("e11", 2, 11, 1.7e9 + 11)
     alert = build_alert("cam-1", DetectorFiring("ks", 0.9, 0.5, trigger), state, config, "ae-x")
-    jsonschema.validate(json.loads(alert.model_dump_json()), load_schema("drift-alert.schema.json"))
+    jsonschema.validate(json.loads(alert.model_dump_json()), alert_schema())
     assert alert.window_first_event.offset == 2
     assert alert.window_last_event.offset == 11
     reference_mean = config.reference.signal_means["error"]
@@ -149,43 +162,107 @@ def test_alert_ids_are_deterministic_and_distinguish_detector_and_event() -> Non
     )
 
 
-def test_cloudevents_headers_carry_the_required_attributes() -> None:
-    alert = DriftAlert.model_validate_json(_example_alert_json())
-    headers = dict(cloudevents_headers(alert, "urn:framedrift:g"))
-    assert headers["ce_specversion"] == b"1.0"
-    assert headers["ce_id"] == alert.alert_id.encode()
-    assert headers["content-type"] == b"application/json"
-    assert {"ce_type", "ce_source", "ce_time"} <= headers.keys()
-
-
-def _example_alert_json() -> str:
-    ref = {"event_id": "e", "timestamp": "2026-01-01T00:00:00Z", "partition": 0, "offset": 1}
-    stats = {"size": 10, "mean_error": 0.3, "std_error": 0.1}
-    return json.dumps(
-        {
-            "schema_version": 5,
-            "alert_id": "a",
-            "source_id": "s",
-            "question": "out_of_domain",
-            "detector": "ks",
-            "statistic": 0.5,
-            "threshold": 0.2,
-            "reference": stats,
-            "current": stats,
-            "error_change_pct": 0.0,
-            "direction": "up",
-            "signals": {
-                "brightness": {"reference_mean": 0.3, "current_mean": 0.5, "shift_in_std": 2.0}
-            },
-            "outliers_in_window": 0,
-            "outliers_seen": 0,
-            "window_first_event": ref,
-            "window_last_event": ref,
-            "events_seen": 10,
-            "model_version": "m",
-            "detected_at": datetime.now(UTC).isoformat(),
-        }
+def incident_event_of(
+    kind: str, opened_at: float = 1.7e9, at: float = 1.7e9 + 30
+) -> tuple[DriftAlert, IncidentEvent]:
+    """A changed incident of cam-1 opened by an own-normal firing at offset 11, at the
+    transition `kind` at offset 40; and the alert that opened it."""
+    config = synthetic_config(window_size=10)
+    state = SourceState.fresh(config)
+    for offset in range(12):
+        state.stats.update(0.5)
+        state.window.append({"error": 0.5}, f"e{offset}", 2, offset, opened_at + offset)
+    changes = (OwnNormalChange("focus", "down", 2.0, 9.0, -7.0, 9, 6),)
+    firing = DetectorFiring(OWN_NORMAL, 9.0, 6.0, EventRef("e11", 2, 11, opened_at), None, changes)
+    alert = build_alert("cam-1", firing, state, config, "ae-x")
+    incident = Incident(
+        opened_partition=2,
+        opened_offset=11,
+        opened_at=opened_at,
+        last_alarm_at=opened_at + 5,
+        events_since_alarm=25,
+        detectors=[OWN_NORMAL],
+        signals=["focus"],
+        tiles=["tile_r3c3", "tile_r0c0"],
+        severity=7.0,
+        announced_severity=7.0,
+        first_evidence=alert.model_dump_json(),
+        latest_evidence=alert.model_dump_json(),
     )
+    transition = Transition(kind, incident, "e40", at, 2, 40)  # type: ignore[arg-type]
+    return alert, build_incident_event("cam-1", "changed", transition, "ae-x")
+
+
+def test_an_incident_event_validates_against_the_committed_schema_and_carries_its_evidence() -> (
+    None
+):
+    alert, event = incident_event_of("updated")
+    schema = load_schema("incident-event.schema.json")
+    jsonschema.validate(json.loads(event.model_dump_json()), schema)
+    assert event.first_evidence == alert and event.latest_evidence == alert
+    assert event.tiles == ["tile_r0c0", "tile_r3c3"], "in the grid's order"
+    assert event.duration_s == pytest.approx(30.0)
+    assert (event.trigger.partition, event.trigger.offset, event.trigger.event_id) == (2, 40, "e40")
+
+
+def test_incident_ids_are_stable_and_each_transition_has_its_own_event_id() -> None:
+    _, opened = incident_event_of("opened")
+    _, updated = incident_event_of("updated")
+    _, again = incident_event_of("updated")
+    assert opened.incident_id == updated.incident_id == again.incident_id
+    assert updated.event_id == again.event_id, "a re-sent transition is recognisable"
+    assert opened.event_id != updated.event_id
+    assert opened.incident_id == incident_id("cam-1", "changed", 2, 11)
+    assert incident_id("cam-1", "out_of_domain", 2, 11) != opened.incident_id
+
+
+def test_an_unreadable_stored_alert_leaves_the_evidence_empty_not_the_event() -> None:
+    """Evidence stored by an older alert schema must not stop the incident's transitions."""
+    _, event = incident_event_of("resolved")
+    incident = dataclasses.replace(
+        Incident.from_state(StateFields(_incident_state(event), "open")),
+        first_evidence='{"schema_version": 5}',
+    )
+    transition = Transition("resolved", incident, "e90", 1.7e9 + 90, 2, 90, "recovered")
+    rebuilt = build_incident_event("cam-1", "changed", transition, "ae-x")
+    assert rebuilt.first_evidence is None and rebuilt.latest_evidence is not None
+    assert rebuilt.resolution == "recovered"
+
+
+def _incident_state(event: IncidentEvent) -> dict:
+    assert event.first_evidence is not None
+    evidence = event.first_evidence.model_dump_json()
+    return {
+        "opened_partition": 2,
+        "opened_offset": 11,
+        "opened_at": 1.7e9,
+        "last_alarm_at": 1.7e9 + 5,
+        "events_since_alarm": 25,
+        "detector_count": 1,
+        "detectors": ["own_normal"],
+        "signal_count": 1,
+        "signals": ["focus"],
+        "tile_count": 0,
+        "tiles": [],
+        "severity": 7.0,
+        "announced_severity": 7.0,
+        "first_evidence": evidence,
+        "latest_evidence": evidence,
+    }
+
+
+@pytest.mark.parametrize("kind", ["opened", "updated", "resolved"])
+def test_cloudevents_headers_carry_the_required_attributes_and_name_the_transition(
+    kind: str,
+) -> None:
+    _, event = incident_event_of(kind)
+    headers = dict(cloudevents_headers(event, "urn:framedrift:g"))
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_id"] == event.event_id.encode()
+    assert headers["ce_type"] == f"io.framedrift.incident.{kind}.v1".encode()
+    assert headers["ce_subject"] == b"cam-1"
+    assert headers["content-type"] == b"application/json"
+    assert {"ce_source", "ce_time"} <= headers.keys()
 
 
 def test_raw_image_without_shape_or_dtype_is_rejected_by_the_model() -> None:
@@ -235,7 +312,7 @@ def first_alert_of(
             if firing.detector == detector:
                 alert = build_alert("cam-1", firing, monitor.state, config, "ae-x")
                 document = json.loads(alert.model_dump_json())
-                jsonschema.validate(document, load_schema("drift-alert.schema.json"))
+                jsonschema.validate(document, alert_schema())
                 return alert
     raise AssertionError(f"{detector} never fired")
 

@@ -136,7 +136,10 @@ def test_a_failed_publish_rewinds_the_batch_and_commits_nothing(
     assert failed["error_class"] == "KafkaTimeoutError" and failed["partition"] == 0
     assert run.consumer.seeks == [(0, 0)]
     assert run.consumer.paused == {0}, "held back until its pause is over"
-    assert any("partition 0: alerts or dead letters not published" in p for p in readiness_seen[0])
+    assert any(
+        "partition 0: incident events or dead letters not published" in problem
+        for problem in readiness_seen[0]
+    )
     assert counter("framedrift_publish_held_back_total", error="KafkaTimeoutError") == (
         held_before + 1
     )

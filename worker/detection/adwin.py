@@ -74,6 +74,16 @@ class Adwin:
     def fired(self) -> bool:
         return bool(self._adwin.drift_detected)
 
+    @classmethod
+    def memory_events(cls, parameters: DetectorParameters) -> int:
+        """0: its window adapts; a level moving back after a drift is a new point alarm."""
+        return 0
+
+    @property
+    def in_episode(self) -> bool:
+        """False: ADWIN's alarm is a point (it drops the older part of its window)."""
+        return False
+
     @property
     def statistic(self) -> float:
         """ADWIN's mean estimate after the latest update minus before it."""

@@ -76,6 +76,15 @@ class Cusum:
         """Which sum is larger: 'up' (scores run high) or 'down'."""
         return "down" if self.lower > self.upper else "up"
 
+    @classmethod
+    def memory_events(cls, parameters: DetectorParameters) -> int:
+        return 0
+
+    @property
+    def in_episode(self) -> bool:
+        """Until both sums are back at zero (it re-arms)."""
+        return self.in_drift
+
     # As a detector (ErrorCusum, LatentCusum): each says which standard score it sums.
     name: ClassVar[str]
     calibrated: ClassVar[bool] = True

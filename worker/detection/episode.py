@@ -97,6 +97,14 @@ class WindowedTest:
     def fired(self) -> bool:
         return self.episode.fired
 
+    @classmethod
+    def memory_events(cls, parameters: DetectorParameters) -> int:
+        return parameters.window_size
+
+    @property
+    def in_episode(self) -> bool:
+        return self.episode.in_drift
+
     @property
     def direction(self) -> Direction | None:
         """Unknown to a test of shape or mix: the alert reads it from the window's mean."""

@@ -76,6 +76,10 @@ class LatentMix(WindowedTest):
             prototypes=reference.prototypes,
         )
 
+    @classmethod
+    def memory_events(cls, parameters: DetectorParameters) -> int:
+        return parameters.latent_window
+
     def update(self, image: ScoredImage, window: EventWindow, reference: ReferenceProfile) -> Self:
         if self.size == self.latent_window:
             self.counts[self.ring[self.next_slot]] -= 1

@@ -16,6 +16,7 @@ from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.coverage import BACK_INSIDE_BY as COVERAGE_BACK_INSIDE_BY
 from framedrift.worker.detection.coverage import OUTSIDE_BY as COVERAGE_OUTSIDE_BY
 from framedrift.worker.detection.frame_quality import READING_VERSION, FrameQuality
+from framedrift.worker.detection.incident import IncidentTracker, Observation, Transition
 from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
 from framedrift.worker.detection.parameters import DetectorParameters, SourceKind
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
@@ -27,7 +28,7 @@ from framedrift.worker.detection.registry import (
     OUT_OF_DOMAIN_DETECTORS,
 )
 from framedrift.worker.detection.running_stats import RunningStats
-from framedrift.worker.detection.scores import ImageScores, ScoredImage
+from framedrift.worker.detection.scores import ImageScores, ScoredImage, tile_of
 from framedrift.worker.detection.window import EventWindow
 
 __all__ = [
@@ -82,10 +83,21 @@ class MonitorConfig:
     outlier_threshold: float  # an error above this baseline quantile counts as an outlier
     warmup_frames: int = 2048  # frames a source's own normal takes before its first test
     source_kind: SourceKind = "samples"  # which detectors ask the out-of-domain question
+    # Seconds of a source's event time without an alarm after which its incident resolves.
+    incident_hold_down_s: float = 300.0
 
     @cached_property
     def out_of_domain_detectors(self) -> frozenset[str]:
         return frozenset(OUT_OF_DOMAIN_DETECTORS[self.source_kind])
+
+    @cached_property
+    def out_of_domain_memory(self) -> int:
+        """The longest window of the out-of-domain detectors (`Detector.memory_events`)."""
+        return max(
+            detector.memory_events(self.parameters)
+            for detector in DETECTORS
+            if detector.name in self.out_of_domain_detectors
+        )
 
     @property
     def parameters(self) -> DetectorParameters:
@@ -120,9 +132,10 @@ class MonitorConfig:
         return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
-# The question each firing answers; alerts carry it.
+# The question each firing answers; alerts carry it. Each has its own incidents.
 OUT_OF_DOMAIN = "out_of_domain"
 CHANGED = "changed"
+QUESTIONS = (OUT_OF_DOMAIN, CHANGED)
 # The detector name of the changed question's firings (`own_normal.py`).
 OWN_NORMAL = "own_normal"
 
@@ -144,6 +157,17 @@ class DetectorFiring:
     def question(self) -> str:
         return CHANGED if self.detector == OWN_NORMAL else OUT_OF_DOMAIN
 
+    @property
+    def severity(self) -> float:
+        """How far past its bound it fired, for an incident to tell growth: a changed
+        firing's largest deviation in robust standard deviations; another's statistic
+        over its threshold (1 where the bound is not one number)."""
+        if self.changes:
+            return max(abs(change.deviation_sd) for change in self.changes)
+        if self.threshold is None or self.threshold <= 0.0:
+            return 1.0
+        return abs(self.statistic) / self.threshold
+
 
 @dataclass
 class SourceState:
@@ -155,6 +179,10 @@ class SourceState:
     own_normal: OwnNormal
     detectors: dict[str, Detector] = field(default_factory=dict)  # name -> detector, in run order
     outliers: int = 0  # images whose error was above the outlier threshold, since first seen
+    # question -> its incident (`incident.py`)
+    incidents: dict[str, IncidentTracker] = field(
+        default_factory=lambda: {question: IncidentTracker() for question in QUESTIONS}
+    )
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
@@ -179,12 +207,16 @@ class SourceState:
             "own_normal": self.own_normal.to_state(),
             "detectors": {name: detector.to_state() for name, detector in self.detectors.items()},
             "outliers": int(self.outliers),
+            "incidents": {question: self.incidents[question].to_state() for question in QUESTIONS},
         }
 
     @classmethod
     def from_state(cls, fields: StateFields) -> SourceState:
         """The state `to_state` described; a `MalformedState` where anything is off."""
         detector_states = fields.part("detectors")
+        incident_states = fields.part("incidents")
+        if tuple(incident_states.names()) != QUESTIONS:
+            raise MalformedState(f"incidents {incident_states.names()}, expected {list(QUESTIONS)}")
         if tuple(detector_states.names()) != DETECTOR_NAMES:
             raise MalformedState(
                 f"detectors {detector_states.names()}, this code runs {list(DETECTOR_NAMES)}"
@@ -199,6 +231,10 @@ class SourceState:
                 for detector in DETECTORS
             },
             outliers=fields.integer("outliers", low=0),
+            incidents={
+                question: IncidentTracker.from_state(incident_states.part(question))
+                for question in QUESTIONS
+            },
         )
 
 
@@ -238,6 +274,45 @@ class SourceMonitor:
             if changes:
                 firings.append(self._changed(changes, event))
         return firings
+
+    def follow_incidents(
+        self, event: EventRef, firings: list[DetectorFiring], evidence: list[str]
+    ) -> list[tuple[str, Transition]]:
+        """After `update`: the incident transitions of this event, per question, given its
+        `firings` and the alert document of each (`evidence`, opaque here)."""
+        state = self.state
+        alarming_signals = state.own_normal.alarming_signals
+        alarming = {
+            OUT_OF_DOMAIN: any(
+                state.detectors[name].in_episode for name in self.config.out_of_domain_detectors
+            ),
+            CHANGED: bool(alarming_signals),
+        }
+        transitions = []
+        for question in QUESTIONS:
+            seen = Observation(
+                event.event_id,
+                event.timestamp,
+                event.partition,
+                event.offset,
+                tuple(
+                    (firing.detector, firing.severity, text)
+                    for firing, text in zip(firings, evidence, strict=True)
+                    if firing.question == question
+                ),
+                alarming[question],
+                memory_events=self.config.out_of_domain_memory if question == OUT_OF_DOMAIN else 0,
+                signals=tuple(s for s in alarming_signals if tile_of(s) is None)
+                if question == CHANGED
+                else (),
+                tiles=tuple(dict.fromkeys(t for s in alarming_signals if (t := tile_of(s))))
+                if question == CHANGED
+                else (),
+            )
+            transition = state.incidents[question].observe(seen, self.config.incident_hold_down_s)
+            if transition is not None:
+                transitions.append((question, transition))
+        return transitions
 
     def _changed(self, changes: list[SignalChange], event: EventRef) -> DetectorFiring:
         """The changed question's firing: its statistic is how many frames the first

@@ -303,6 +303,11 @@ class OwnNormal:
     def warming_up(self) -> bool:
         return self.reference_count < self.parameters.reference_size
 
+    @property
+    def alarming_signals(self) -> list[str]:
+        """The signals whose alarm lasts at the latest frame (tiles' signals included)."""
+        return [self.signals[i] for i in np.flatnonzero(self.alarming)]
+
     def observe(
         self, quality: FrameQuality, error: float, tile_errors: np.ndarray
     ) -> list[SignalChange]:

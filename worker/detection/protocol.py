@@ -77,6 +77,19 @@ class Detector(Protocol):
         """Whether the latest update raised an alarm (at most once per drift episode)."""
         ...
 
+    @classmethod
+    def memory_events(cls, parameters: DetectorParameters) -> int:
+        """How many of the source's latest events its statistic still weighs (its window;
+        0 where `in_episode` already says when it is done with an alarm): an incident
+        does not resolve before that many events have passed since its last alarm."""
+        ...
+
+    @property
+    def in_episode(self) -> bool:
+        """Whether the episode of its latest alarm still lasts (it has not re-armed); False
+        for a detector whose alarms are points in time. An incident stays open while it does."""
+        ...
+
 
 class CalibratedDetector(Detector, Protocol):
     """A detector whose threshold is set by simulating clean streams (`calibration.py`)."""

@@ -113,15 +113,18 @@ class ModelArtifact:
         outlier_quantile: float,
         warmup_frames: int = 2048,
         source_kind: SourceKind = "samples",
+        incident_hold_down_s: float = 300.0,
     ) -> MonitorConfig:
         """What every source's detectors run with: this model's calibration and baseline,
-        how long a source's own normal warms up, and what kind of source it is."""
+        how long a source's own normal warms up, what kind of source it is, and how long
+        an incident waits in quiet before it resolves."""
         return MonitorConfig(
             self.calibration,
             self.reference_profile(),
             self.baseline.quantile(outlier_quantile),
             warmup_frames,
             source_kind,
+            incident_hold_down_s,
         )
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:

@@ -25,8 +25,12 @@ DEAD_LETTERS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-ALERTS = Counter(
-    "framedrift_alerts_total", "Drift alerts published.", ["detector"], registry=REGISTRY
+INCIDENT_EVENTS = Counter(
+    "framedrift_incident_events_total",
+    "Incident transitions published, by transition (opened, updated, resolved) and "
+    "question (out_of_domain, changed).",
+    ["transition", "question"],
+    registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
     "framedrift_batch_seconds",
@@ -101,7 +105,7 @@ APPLIED_OFFSET_RESETS = Counter(
 PUBLISH_HELD_BACK = Counter(
     "framedrift_publish_held_back_total",
     "Partitions held back from a checkpoint because the broker did not take one of their "
-    "alerts or dead letters, by error class; their records are read again after a pause.",
+    "incident events or dead letters, by error class; their records are read again after a pause.",
     ["error"],
     registry=REGISTRY,
 )

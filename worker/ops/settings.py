@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         "question tests it (a multiple of 128: every warmup/128-th frame joins its "
         "128-frame reference, which then spans this many frames).",
     )
+    incident_hold_down_s: float = Field(
+        300.0,
+        ge=0.0,
+        le=7 * 24 * 3600.0,
+        description="Seconds of a source's own event time in which no detector of a "
+        "question fires or stays in its episode before that question's open incident "
+        "resolves: long enough that a fault which flickers (a smudge in changing light) "
+        "stays one incident.",
+    )
     window_size: int = Field(
         200, ge=10, description="W: events in the KS, relative-increase and coverage windows."
     )

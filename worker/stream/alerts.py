@@ -1,28 +1,46 @@
-"""Builds drift alerts from detector firings, with ids that survive a replay."""
+"""Builds drift alerts from detector firings, and incident events from an incident's
+transitions, with ids that survive a replay."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
+import structlog
+from pydantic import ValidationError
+
 from framedrift.schemas.alerts import (
     AlertEventRef,
     DriftAlert,
+    IncidentEvent,
     SignalChange,
     SignalShift,
     WindowStatistics,
 )
+from framedrift.worker.detection.incident import Transition
 from framedrift.worker.detection.monitor import DetectorFiring, EventRef, MonitorConfig, SourceState
 from framedrift.worker.detection.relative_increase import percent_change
 from framedrift.worker.detection.scores import SIGNALS, TILE_NAMES, tile_of
 
-# A fixed namespace makes alert ids stable across workers and restarts.
+log = structlog.get_logger(__name__)
+
+# A fixed namespace makes alert and incident ids stable across workers and restarts.
 _ALERT_ID_NAMESPACE = uuid.UUID("5b8f2d4e-7c1a-4e9b-9f3d-2a6c8e0b1d47")
 
 
 def alert_id(source_id: str, detector: str, partition: int, offset: int) -> str:
     """The same triggering event and detector always give the same id."""
     return str(uuid.uuid5(_ALERT_ID_NAMESPACE, f"{source_id}\0{detector}\0{partition}\0{offset}"))
+
+
+def incident_id(source_id: str, question: str, partition: int, offset: int) -> str:
+    """The same source, question and opening event always give the same id."""
+    return alert_id(source_id, f"incident:{question}", partition, offset)
+
+
+def incident_event_id(incident: str, transition: str, partition: int, offset: int) -> str:
+    """The same incident, transition and input event always give the same id."""
+    return str(uuid.uuid5(_ALERT_ID_NAMESPACE, f"{incident}\0{transition}\0{partition}\0{offset}"))
 
 
 def _event_ref(event: EventRef) -> AlertEventRef:
@@ -105,5 +123,54 @@ def build_alert(
         window_last_event=_event_ref(firing.trigger),
         events_seen=state.stats.count,
         model_version=model_version,
-        detected_at=datetime.now(UTC),
     )
+
+
+def build_incident_event(
+    source_id: str, question: str, transition: Transition, model_version: str
+) -> IncidentEvent:
+    """The document of one incident transition (`detection/incident.py`)."""
+    incident = transition.incident
+    identity = incident_id(source_id, question, incident.opened_partition, incident.opened_offset)
+    return IncidentEvent(
+        event_id=incident_event_id(
+            identity, transition.kind, transition.partition, transition.offset
+        ),
+        incident_id=identity,
+        transition=transition.kind,
+        resolution=transition.resolution,
+        source_id=source_id,
+        question=question,  # type: ignore[arg-type]
+        detectors=incident.detectors,  # type: ignore[arg-type]
+        signals=incident.signals,
+        tiles=sorted(incident.tiles, key=TILE_NAMES.index),
+        severity=incident.severity,
+        opened_at=_event_time(incident.opened_at),
+        last_alarm_at=_event_time(incident.last_alarm_at),
+        at=_event_time(transition.timestamp),
+        duration_s=max(0.0, transition.timestamp - incident.opened_at),
+        trigger=AlertEventRef(
+            event_id=transition.event_id,
+            timestamp=_event_time(transition.timestamp),
+            partition=transition.partition,
+            offset=transition.offset,
+        ),
+        first_evidence=_stored_alert(incident.first_evidence, source_id),
+        latest_evidence=_stored_alert(incident.latest_evidence, source_id),
+        model_version=model_version,
+        emitted_at=datetime.now(UTC),
+    )
+
+
+def _event_time(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _stored_alert(document: str, source_id: str) -> DriftAlert | None:
+    """An alert kept in a source's state, read back; None (logged) where this code cannot
+    read it: one written by an older version of the alert schema."""
+    try:
+        return DriftAlert.model_validate_json(document)
+    except ValidationError as error:
+        log.warning("incident_evidence_unreadable", source_id=source_id, errors=error.error_count())
+        return None

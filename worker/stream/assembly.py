@@ -45,7 +45,10 @@ def build_worker(settings: Settings) -> DriftWorker:
         artifact.scorer(settings.torch_threads, device),
         store,
         artifact.monitor_config(
-            settings.outlier_quantile, settings.warmup_frames, settings.source_kind
+            settings.outlier_quantile,
+            settings.warmup_frames,
+            settings.source_kind,
+            settings.incident_hold_down_s,
         ),
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,

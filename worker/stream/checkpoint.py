@@ -125,7 +125,7 @@ def _first_refusals(
 @dataclass(frozen=True)
 class Checkpointed:
     """What one checkpoint made durable (`saved`), and the partitions it held back because
-    the broker did not take one of their alerts or dead letters (partition -> error):
+    the broker did not take one of their incident events or dead letters (partition -> error):
     nothing of those was saved or committed, and their records are to be read again."""
 
     saved: BatchOutcome
@@ -155,9 +155,9 @@ class Checkpointer:
     def checkpoint(self, outcome: BatchOutcome, claims: dict[int, PartitionClaim]) -> Checkpointed:
         """Make one batch's effects durable, in this order:
 
-        Step 1. Publish the batch's alerts and dead letters; wait until the broker has
-                acknowledged every one. A crash after this step re-sends them on replay,
-                with the same alert ids, so subscribers can drop the copies. A partition
+        Step 1. Publish the batch's incident events and dead letters; wait until the
+                broker has acknowledged every one. A crash after this step re-sends them
+                on replay, with the same event ids, so subscribers can drop the copies. A partition
                 with a record the broker did not take is held back: nothing of it is
                 saved or committed, and the other partitions go on without it.
         Step 2. Write the batch's source states and each partition's applied offset to
@@ -176,7 +176,7 @@ class Checkpointer:
         or OffsetCommitFailed (step 3: the state is saved, the commit is not).
         """
         topic = self.settings.input_topic
-        # Step 1. Publish alerts and dead letters, wait for acks.
+        # Step 1. Publish incident events and dead letters, wait for acks.
         held_back = self._publish(outcome) if outcome.last_offsets else {}
         saved = outcome.without_partitions(set(held_back)) if held_back else outcome
         if not saved.last_offsets:
@@ -210,18 +210,18 @@ class Checkpointer:
         return Checkpointed(saved, held_back)
 
     def _publish(self, outcome: BatchOutcome) -> dict[int, KafkaError]:
-        """Send the alerts and dead letters and wait for their acks; returns, per input
-        partition, the error of a record the broker did not take (empty: all taken)."""
+        """Send the incident events and dead letters and wait for their acks; returns, per
+        input partition, the error of a record the broker did not take (empty: all taken)."""
         pending: list[tuple[int, Acknowledgement | KafkaError]] = []
-        for alert in outcome.alerts:
+        for event in outcome.incident_events:
             send = functools.partial(
                 self.producer.send,
                 self.settings.alerts_topic,
-                key=alert.source_id.encode(),
-                value=alert.model_dump_json().encode(),
-                headers=cloudevents_headers(alert, self.cloudevents_source),
+                key=event.source_id.encode(),
+                value=event.model_dump_json().encode(),
+                headers=cloudevents_headers(event, self.cloudevents_source),
             )
-            pending.append((alert.window_last_event.partition, _sent(send)))
+            pending.append((event.trigger.partition, _sent(send)))
         failed_at = datetime.now(UTC)
         dead_letters: list[tuple[DeadLetter, Acknowledgement | KafkaError]] = []
         for dead in outcome.dead_letters:

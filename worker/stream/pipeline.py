@@ -1,4 +1,4 @@
-"""One batch, one pass: skip replays, decode, score, update detectors, collect alerts.
+"""One batch, one pass: skip replays, decode, score, update detectors, follow incidents.
 
 `BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
 states of the batch's sources); what it returns is made durable by `checkpoint.py`.
@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
-from framedrift.schemas.alerts import DriftAlert
+from framedrift.schemas.alerts import IncidentEvent
 from framedrift.worker.detection.frame_quality import FrameQuality, frame_signals
 from framedrift.worker.detection.monitor import (
     EventRef,
@@ -32,7 +32,7 @@ from framedrift.worker.detection.monitor import (
     scored_images,
 )
 from framedrift.worker.detection.scores import FrameScores, ImageScores
-from framedrift.worker.stream.alerts import build_alert
+from framedrift.worker.stream.alerts import build_alert, build_incident_event
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
     DecodingLimits,
@@ -110,7 +110,7 @@ def read_record(record: ConsumerRecord, limits: DecodingLimits) -> ReadRecord | 
 class BatchOutcome:
     """What one batch produced: to publish, to persist and to count."""
 
-    alerts: list[DriftAlert] = field(default_factory=list)
+    incident_events: list[IncidentEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # source id -> its state after this batch
     states: dict[str, SourceState] = field(default_factory=dict)
@@ -133,7 +133,9 @@ class BatchOutcome:
         since a source's state only ever comes from its home partition."""
         kept_sources = {s for s, p in self.source_partitions.items() if p not in held}
         return BatchOutcome(
-            alerts=[a for a in self.alerts if a.window_last_event.partition not in held],
+            incident_events=[
+                event for event in self.incident_events if event.trigger.partition not in held
+            ],
             dead_letters=[d for d in self.dead_letters if d.record.partition not in held],
             states={s: state for s, state in self.states.items() if s in kept_sources},
             last_offsets={p: o for p, o in self.last_offsets.items() if p not in held},
@@ -275,9 +277,16 @@ class BatchProcessor:
                     event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                 )
                 frame = (decoded[index].quality, tile_errors[index])
-                for firing in monitor.update(images[index], position, frame):
-                    outcome.alerts.append(
-                        build_alert(source_id, firing, state, self.config, self.model_version)
+                firings = monitor.update(images[index], position, frame)
+                evidence = [
+                    build_alert(
+                        source_id, firing, state, self.config, self.model_version
+                    ).model_dump_json()
+                    for firing in firings
+                ]
+                for question, transition in monitor.follow_incidents(position, firings, evidence):
+                    outcome.incident_events.append(
+                        build_incident_event(source_id, question, transition, self.model_version)
                     )
             outcome.states[source_id] = state
         return outcome

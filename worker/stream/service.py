@@ -49,13 +49,13 @@ class Throughput:
     events: int = 0
     batches: int = 0
     dead_letters: int = 0
-    alerts: int = 0
+    incident_events: int = 0
 
     def add(self, outcome: BatchOutcome, batch_size: int) -> None:
         self.events += batch_size
         self.batches += 1
         self.dead_letters += len(outcome.dead_letters)
-        self.alerts += len(outcome.alerts)
+        self.incident_events += len(outcome.incident_events)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -114,8 +114,8 @@ class DriftWorker:
             poll_stale_after_s=max(10.0, 3 * settings.poll_timeout_ms / 1000)
         )
         self.backoff = Backoff(settings.retry_backoff_max_s)
-        # partition -> when it resumes, after the broker did not take one of its alerts or
-        # dead letters (`_hold_back`); and the backoff that grows while that repeats
+        # partition -> when it resumes, after the broker did not take one of its incident
+        # events or dead letters (`_hold_back`); and the backoff that grows while that repeats
         self.paused_until: dict[int, float] = {}
         self.hold_backoffs: dict[int, Backoff] = {}
         self._stopping = False
@@ -423,7 +423,7 @@ class DriftWorker:
         window.add(outcome, len(saved_records))
 
     def _hold_back(self, held_back: dict[int, KafkaError], records: list[ConsumerRecord]) -> None:
-        """The broker did not take some of these partitions' alerts or dead letters: pause
+        """The broker did not take some of these partitions' incident events or dead letters: pause
         each for a growing while and read its records again then; the others go on."""
         assert self.consumer is not None
         self._rewind([record for record in records if record.partition in held_back])
@@ -438,7 +438,7 @@ class DriftWorker:
             error_class = type(error).__name__
             metrics.PUBLISH_HELD_BACK.labels(error_class).inc()
             self.readiness.set_stalled(
-                partition, f"alerts or dead letters not published ({error_class})"
+                partition, f"incident events or dead letters not published ({error_class})"
             )
             log.error(
                 "publish_failed",
@@ -477,17 +477,19 @@ class DriftWorker:
         metrics.REPLAYS_SKIPPED.inc(outcome.skipped_replays.total())
         for reason in outcome.state_resets.values():
             metrics.STATE_RESETS.labels(reason).inc()
-        for alert in outcome.alerts:
-            metrics.ALERTS.labels(alert.detector).inc()
+        for event in outcome.incident_events:
+            metrics.INCIDENT_EVENTS.labels(event.transition, event.question).inc()
             log.info(
-                "drift_alert",
-                alert_id=alert.alert_id,
-                source_id=alert.source_id,
-                detector=alert.detector,
-                statistic=round(alert.statistic, 4),
-                threshold=None if alert.threshold is None else round(alert.threshold, 4),
-                error_change_pct=round(alert.error_change_pct, 2),
-                trigger_offset=alert.window_last_event.offset,
+                f"incident_{event.transition}",
+                incident_id=event.incident_id,
+                source_id=event.source_id,
+                question=event.question,
+                detectors=event.detectors,
+                signals=event.signals,
+                tiles=event.tiles,
+                severity=round(event.severity, 2),
+                duration_s=round(event.duration_s, 1),
+                trigger_offset=event.trigger.offset,
             )
         for dead in outcome.dead_letters:
             metrics.DEAD_LETTERS.labels(type(dead.error).__name__).inc()
@@ -557,7 +559,7 @@ class DriftWorker:
             events_per_s=round(window.events / elapsed, 1),
             events=window.events,
             mean_batch_size=round(window.events / window.batches, 1) if window.batches else 0,
-            alerts=window.alerts,
+            incident_events=window.incident_events,
             dead_letters=window.dead_letters,
             lag=lag if known else None,
             partitions=len(self.claims),
