@@ -1,4 +1,5 @@
-"""The contract between framedrift and the outside: input events, incidents, dead letters.
+"""The contract between framedrift and the outside: input events, operator commands,
+incidents, dead letters.
 
 This package imports nothing of the project. The JSON Schema files in `schemas/json/`
 are generated from these models by `framedrift schema` and committed.
@@ -12,6 +13,7 @@ from framedrift.schemas.alerts import (
     WindowStatistics,
     cloudevents_headers,
 )
+from framedrift.schemas.commands import COMMAND_HEADER, OperatorCommand
 from framedrift.schemas.dead_letters import DeadLetterHeaders
 from framedrift.schemas.events import (
     EVENT_SCHEMA_VERSION,
@@ -22,6 +24,7 @@ from framedrift.schemas.events import (
 
 __all__ = [
     "CLOUDEVENTS_TYPES",
+    "COMMAND_HEADER",
     "EVENT_SCHEMA_VERSION",
     "AlertEventRef",
     "BinaryEventHeaders",
@@ -30,6 +33,7 @@ __all__ = [
     "ImageEvent",
     "ImagePayload",
     "IncidentEvent",
+    "OperatorCommand",
     "WindowStatistics",
     "cloudevents_headers",
 ]

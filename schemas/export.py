@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from framedrift.schemas.alerts import IncidentEvent
+from framedrift.schemas.commands import OperatorCommand
 from framedrift.schemas.dead_letters import DeadLetterHeaders
 from framedrift.schemas.events import BinaryEventHeaders, ImageEvent
 
@@ -18,6 +19,7 @@ SCHEMA_FILES = {
     "image-event-binary-headers.schema.json": BinaryEventHeaders,
     "incident-event.schema.json": IncidentEvent,
     "dead-letter-headers.schema.json": DeadLetterHeaders,
+    "operator-command.schema.json": OperatorCommand,
 }
 
 

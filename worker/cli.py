@@ -1,4 +1,7 @@
-"""The `framedrift` command: train, calibrate, produce, worker, demo, evaluate, seeds, schema.
+"""The `framedrift` command: models, the worker, the fleet's status and operators' commands.
+
+Subcommands: train, calibrate, budget, produce, worker, status, accept, rollback, silence,
+reset, demo, evaluate, seeds, schema.
 
 This is the composition root. With the evaluation commands, it is the only code under
 `worker/` that reaches into `producers/` and `deploy/`, and it imports them inside the
@@ -214,6 +217,80 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operate(args: argparse.Namespace) -> int:
+    """accept, rollback, silence, reset: one command record per source on the input
+    topic, keyed by the source, so it lands in order with the source's frames."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from framedrift.worker.stream.operator_commands import (
+        command_record,
+        default_operator,
+        new_command,
+        parse_duration,
+    )
+
+    try:
+        silence_for = parse_duration(args.duration) if args.command == "silence" else None
+    except ValueError as error:
+        raise UsageError(f"silence --for: {error}") from error
+    try:
+        commands = [
+            new_command(
+                args.command, source, args.reason, args.by or default_operator(), silence_for
+            )
+            for source in args.sources
+        ]
+    except ValueError as error:  # pydantic's: a source id or reason out of bounds
+        raise UsageError(f"{args.command}: {error}") from error
+    settings = _settings()
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            acks="all",
+            bootstrap_timeout_ms=5000,
+        )
+    except KafkaError as error:
+        raise UsageError(
+            f"{args.command}: no Kafka broker answered at {settings.bootstrap_servers}: "
+            "check FRAMEDRIFT_BOOTSTRAP_SERVERS"
+        ) from error
+    try:
+        for command in commands:
+            key, value, headers = command_record(command)
+            producer.send(settings.input_topic, key=key, value=value, headers=headers).get(
+                timeout=30
+            )
+            print(f"{command.command} {command.source_id}: sent as {command.command_id}")
+    except KafkaError as error:
+        raise UsageError(f"{args.command}: the broker did not take the command: {error}") from error
+    finally:
+        producer.close()
+    print("each takes effect at its place in the source's stream; `framedrift status` shows it")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from framedrift.worker.model.artifact import ModelArtifact
+    from framedrift.worker.ops.fleet_status import render, source_status
+    from framedrift.worker.stream.assembly import state_store
+    from framedrift.worker.stream.state_store import StoreUnavailable
+
+    settings = _settings()
+    store = state_store(settings, ModelArtifact.load(settings.model_path).model_version)
+    try:
+        states = store.load_all_sources()
+    except StoreUnavailable as error:
+        raise UsageError(f"status: Redis at {settings.redis_url}: {error}") from error
+    statuses = [
+        source_status(source, state)
+        for source, state in states.items()
+        if not args.sources or source in args.sources
+    ]
+    print(render(statuses, as_json=args.json))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from framedrift.deploy.demo import run_demo
     from framedrift.deploy.local_servers import ServerNotInstalledError
@@ -242,6 +319,15 @@ DELEGATED_COMMANDS = {
     "produce": (_produce, "stream dataset images as events, with drift"),
     "evaluate": (_evaluate, "detection delays and false alarms over replayed scenarios"),
     "seeds": (_seeds, "rerun the seed documents' experiments, our figures beside theirs"),
+}
+
+
+# An operator's word on sources, sent on the input topic (`schemas/commands.py`).
+OPERATOR_COMMANDS = {
+    "accept": "what SOURCE shows now is its new normal (it learns it again; rollback undoes)",
+    "rollback": "back to SOURCE's previous normal, before the last accept",
+    "silence": "announce no new incident of SOURCE for a while (maintenance)",
+    "reset": "restart every detector of SOURCE, closing its open incidents",
 }
 
 
@@ -324,6 +410,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run the drift worker (settings from FRAMEDRIFT_*)")
     worker.set_defaults(handler=_worker)
+
+    status = commands.add_parser(
+        "status", help="every source's condition from the store, the most urgent first"
+    )
+    status.add_argument("sources", nargs="*", help="only these sources (default: all)")
+    status.add_argument("--json", action="store_true", help="one JSON object per source")
+    status.set_defaults(handler=_status)
+
+    for name, description in OPERATOR_COMMANDS.items():
+        operate = commands.add_parser(name, help=description)
+        operate.add_argument("sources", nargs="+", metavar="SOURCE")
+        operate.add_argument("--reason", required=True, help="why, for the source's history")
+        operate.add_argument("--by", default=None, help="who (default: user@host)")
+        if name == "silence":
+            operate.add_argument(
+                "--for",
+                dest="duration",
+                required=True,
+                help="how long: 90s, 15m, 2h, 1d (0s lifts a silence)",
+            )
+        operate.set_defaults(handler=_operate)
 
     demo = commands.add_parser(
         "demo", help="local servers, a model, fixed cameras with faults, alerts"

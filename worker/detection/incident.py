@@ -15,6 +15,12 @@ firings and their ongoing episodes into transitions:
   weighing the problem's events would fire again after the others re-armed, and open a
   second incident for the same problem); or on an operator's word (`resolve`).
 
+While the source is silenced (an operator's `silence`) the tracker follows its problems
+as ever but announces nothing new: an incident opened in silence is announced, as
+*opened*, at the first frame after the silence if it is still open then, and is never
+announced at all if it ended within it. An incident announced before the silence still
+announces its resolution: a page that was sent is closed.
+
 Time is the events' own timestamps, never the worker's clock, so that a replay after a
 crash makes the same transitions at the same events. What the transitions carry as
 evidence (the firings' alert documents) is opaque text here: this core knows nothing of
@@ -38,7 +44,10 @@ __all__ = [
 ]
 
 TransitionKind = Literal["opened", "updated", "resolved"]
-Resolution = Literal["recovered"]
+# recovered: quiet for the hold-down; accepted: an operator accepted the source's new
+# normal; rolled_back: an operator brought back its previous normal; reset: an operator
+# restarted its detectors.
+Resolution = Literal["recovered", "accepted", "rolled_back", "reset"]
 
 # An open incident is announced again when its severity reaches this multiple of the
 # severity last announced: a doubling is news, a wobble is not.
@@ -80,6 +89,7 @@ class Incident:
     announced_severity: float  # the severity of the latest transition
     first_evidence: str
     latest_evidence: str
+    announced: bool = True  # False while it was opened in a silence and not yet told
 
     def to_state(self) -> PlainState:
         return {
@@ -98,6 +108,7 @@ class Incident:
             "announced_severity": float(self.announced_severity),
             "first_evidence": self.first_evidence,
             "latest_evidence": self.latest_evidence,
+            "announced": bool(self.announced),
         }
 
     @classmethod
@@ -118,6 +129,7 @@ class Incident:
             announced_severity=fields.number("announced_severity"),
             first_evidence=fields.text("first_evidence"),
             latest_evidence=fields.text("latest_evidence"),
+            announced=fields.boolean("announced"),
         )
 
 
@@ -151,8 +163,11 @@ class IncidentTracker:
 
     open: Incident | None = None
 
-    def observe(self, seen: Observation, hold_down_s: float) -> Transition | None:
-        """Take one frame's word on the question; the transition it makes, if any."""
+    def observe(
+        self, seen: Observation, hold_down_s: float, silenced: bool = False
+    ) -> Transition | None:
+        """Take one frame's word on the question; the transition to announce, if any
+        (none while `silenced`, but for the resolution of an incident announced before)."""
         incident = self.open
         if incident is None:
             if not seen.firings:
@@ -171,8 +186,9 @@ class IncidentTracker:
                 announced_severity=severity,
                 first_evidence=evidence,
                 latest_evidence=evidence,
+                announced=not silenced,
             )
-            return self._transition("opened", seen)
+            return None if silenced else self._transition("opened", seen)
 
         if seen.firings or seen.alarming:
             incident.last_alarm_at = max(incident.last_alarm_at, seen.timestamp)
@@ -196,6 +212,12 @@ class IncidentTracker:
                 news = True
         # Tiles join quietly: a spreading smudge would otherwise be announced tile by tile.
         _joined(incident.tiles, seen.tiles)
+        if silenced:
+            return None
+        if not incident.announced:  # opened in a silence that is over, and still open
+            incident.announced = True
+            incident.announced_severity = incident.severity
+            return self._transition("opened", seen)
         if incident.severity >= SEVERITY_STEP * incident.announced_severity:
             news = True
         if not news:
@@ -204,12 +226,12 @@ class IncidentTracker:
         return self._transition("updated", seen)
 
     def resolve(self, seen: Observation, resolution: Resolution) -> Transition | None:
-        """Close the open incident at this event (None when none is open)."""
+        """Close the open incident at this event: its resolution, where it was announced."""
         if self.open is None:
             return None
         transition = self._transition("resolved", seen, resolution)
         self.open = None
-        return transition
+        return transition if transition.incident.announced else None
 
     def _transition(
         self, kind: TransitionKind, seen: Observation, resolution: Resolution | None = None

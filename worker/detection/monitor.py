@@ -16,7 +16,13 @@ from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.coverage import BACK_INSIDE_BY as COVERAGE_BACK_INSIDE_BY
 from framedrift.worker.detection.coverage import OUTSIDE_BY as COVERAGE_OUTSIDE_BY
 from framedrift.worker.detection.frame_quality import READING_VERSION, FrameQuality
-from framedrift.worker.detection.incident import IncidentTracker, Observation, Transition
+from framedrift.worker.detection.incident import (
+    IncidentTracker,
+    Observation,
+    Resolution,
+    Transition,
+)
+from framedrift.worker.detection.operator import AuditEntry, Command, OperatorState
 from framedrift.worker.detection.own_normal import OwnNormal, OwnNormalParameters, SignalChange
 from framedrift.worker.detection.parameters import DetectorParameters, SourceKind
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
@@ -183,6 +189,7 @@ class SourceState:
     incidents: dict[str, IncidentTracker] = field(
         default_factory=lambda: {question: IncidentTracker() for question in QUESTIONS}
     )
+    operator: OperatorState = field(default_factory=OperatorState)  # `operator.py`
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
@@ -208,6 +215,7 @@ class SourceState:
             "detectors": {name: detector.to_state() for name, detector in self.detectors.items()},
             "outliers": int(self.outliers),
             "incidents": {question: self.incidents[question].to_state() for question in QUESTIONS},
+            "operator": self.operator.to_state(),
         }
 
     @classmethod
@@ -221,11 +229,12 @@ class SourceState:
             raise MalformedState(
                 f"detectors {detector_states.names()}, this code runs {list(DETECTOR_NAMES)}"
             )
+        own_normal = OwnNormal.from_state(fields.part("own_normal"))
         return cls(
             config_fingerprint=fields.text("config_fingerprint"),
             stats=RunningStats.from_state(fields.part("stats")),
             window=EventWindow.from_state(fields.part("window")),
-            own_normal=OwnNormal.from_state(fields.part("own_normal")),
+            own_normal=own_normal,
             detectors={
                 detector.name: detector.from_state(detector_states.part(detector.name))
                 for detector in DETECTORS
@@ -235,6 +244,9 @@ class SourceState:
                 question: IncidentTracker.from_state(incident_states.part(question))
                 for question in QUESTIONS
             },
+            operator=OperatorState.from_state(
+                fields.part("operator"), own_normal.parameters.reference_size
+            ),
         )
 
 
@@ -281,6 +293,7 @@ class SourceMonitor:
         """After `update`: the incident transitions of this event, per question, given its
         `firings` and the alert document of each (`evidence`, opaque here)."""
         state = self.state
+        silenced = state.operator.silenced_at(event.timestamp)
         alarming_signals = state.own_normal.alarming_signals
         alarming = {
             OUT_OF_DOMAIN: any(
@@ -309,10 +322,83 @@ class SourceMonitor:
                 if question == CHANGED
                 else (),
             )
-            transition = state.incidents[question].observe(seen, self.config.incident_hold_down_s)
+            transition = state.incidents[question].observe(
+                seen, self.config.incident_hold_down_s, silenced
+            )
             if transition is not None:
                 transitions.append((question, transition))
         return transitions
+
+    def apply(
+        self, command: Command, at: EventRef
+    ) -> tuple[AuditEntry | None, list[tuple[str, Transition]]]:
+        """Carry out an operator's command at its point of the source's stream (`at`: the
+        command record, its time the source's latest event time): the audit entry and the
+        incident transitions it made; no entry for a copy of a command already applied."""
+        operator = self.state.operator
+        if operator.knows(command.command_id):
+            return None, []
+        resolutions: dict[str, Resolution] = {}
+        if command.kind == "accept":
+            operator.previous_reference = self.state.own_normal.current_reference
+            operator.previous_version = operator.reference_version
+            operator.reference_version = self._next_reference_version()
+            self.state.own_normal.relearn()
+            # The model's domain is not the operator's to move: an out-of-domain
+            # incident stays open (retrain, or `reset`).
+            resolutions[CHANGED] = "accepted"
+            outcome = (
+                f"reference {operator.reference_version} learning from here "
+                f"(reference {operator.previous_version} kept for rollback)"
+            )
+        elif command.kind == "rollback":
+            if operator.previous_reference is None:
+                outcome = "nothing to roll back to"
+            else:
+                current = self.state.own_normal.current_reference
+                self.state.own_normal.restore(operator.previous_reference)
+                operator.previous_reference = current
+                operator.reference_version, operator.previous_version = (
+                    operator.previous_version,
+                    operator.reference_version,
+                )
+                resolutions[CHANGED] = "rolled_back"
+                outcome = (
+                    f"reference {operator.reference_version} restored "
+                    f"(reference {operator.previous_version} kept: rollback again to return)"
+                )
+        elif command.kind == "silence":
+            assert command.silence_until is not None
+            if command.silence_until > at.timestamp:
+                operator.silenced_until, operator.silence_reason = (
+                    command.silence_until,
+                    command.reason,
+                )
+                outcome = f"silenced for {command.silence_until - at.timestamp:.0f} s"
+            else:
+                operator.silenced_until, operator.silence_reason = None, ""
+                outcome = "silence lifted"
+        else:  # reset
+            fresh = SourceState.fresh(self.config)
+            self.state.window, self.state.own_normal = fresh.window, fresh.own_normal
+            self.state.detectors = fresh.detectors
+            operator.previous_reference, operator.previous_version = None, 0
+            operator.reference_version = self._next_reference_version()
+            resolutions = dict.fromkeys(QUESTIONS, "reset")
+            outcome = f"detectors restarted, reference {operator.reference_version} learning"
+        seen = Observation(command.command_id, at.timestamp, at.partition, at.offset)
+        transitions = []
+        for question, resolution in resolutions.items():
+            transition = self.state.incidents[question].resolve(seen, resolution)
+            if transition is not None:
+                transitions.append((question, transition))
+        entry = AuditEntry(command, at.timestamp, at.partition, at.offset, outcome)
+        operator.record(entry)
+        return entry, transitions
+
+    def _next_reference_version(self) -> int:
+        operator = self.state.operator
+        return max(operator.reference_version, operator.previous_version) + 1
 
     def _changed(self, changes: list[SignalChange], event: EventRef) -> DetectorFiring:
         """The changed question's firing: its statistic is how many frames the first

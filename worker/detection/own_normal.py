@@ -252,6 +252,41 @@ class SignalChange:
     required: int  # how many it takes to alarm: k of the window, or TILE_PERSISTENCE in a row
 
 
+@dataclass(frozen=True)
+class OwnReference:
+    """What a source's normal is, apart from the frames being tested: the reference
+    sample and the picture the view is compared with. An operator's `accept` sets one
+    aside for `rollback` to bring back."""
+
+    rows: np.ndarray  # (reference_size, signals)
+    count: int
+    next_row: int
+    thumbnail: np.ndarray | None
+
+    def to_state(self) -> PlainState:
+        state: PlainState = {
+            "rows": self.rows,
+            "count": int(self.count),
+            "next_row": int(self.next_row),
+        }
+        if self.thumbnail is not None:
+            state["thumbnail_shape"] = [str(side) for side in self.thumbnail.shape]
+            state["thumbnail"] = self.thumbnail
+        return state
+
+    @classmethod
+    def from_state(cls, fields: StateFields, size: int) -> OwnReference:
+        thumbnail = None
+        if "thumbnail_shape" in fields.names():
+            thumbnail = fields.array("thumbnail", np.uint8, _thumbnail_shape(fields))
+        return cls(
+            rows=fields.array("rows", np.float32, (size, len(OwnNormal.signals))),
+            count=fields.integer("count", low=0, high=size),
+            next_row=fields.integer("next_row", low=0, high=size - 1),
+            thumbnail=thumbnail,
+        )
+
+
 @dataclass(kw_only=True)
 class OwnNormal:
     """A source's own normal and the test against it (module docstring).
@@ -380,6 +415,41 @@ class OwnNormal:
         self.tile_moving[:] = False
         self.previous_thumbnail = thumb
         self.reference_thumbnail = thumb
+        self._summary = self._reference_spectrum = None
+
+    @property
+    def current_reference(self) -> OwnReference:
+        return OwnReference(
+            self.reference.copy(),
+            self.reference_count,
+            self.reference_next,
+            self.reference_thumbnail,
+        )
+
+    def relearn(self) -> None:
+        """An operator's word that what the source shows now is its normal: the reference
+        empties and fills again from the frames that follow, as in the warm-up, against
+        the latest picture. Not from the frames kept for the test window: a few seconds
+        of a scene say nothing of how much it varies, and the test's false-alarm bound
+        (`beyond`) holds for a full reference of `reference_size` frames."""
+        self.reference[:] = 0.0
+        self.reference_count = self.reference_next = 0
+        self.alarming[:] = False
+        self.outside_run[:] = 0
+        self.reference_thumbnail = self.previous_thumbnail
+        self._summary = self._reference_spectrum = None
+
+    def restore(self, normal: OwnReference) -> None:
+        """Test against `normal` again (a rollback), from the next frame on."""
+        self.reference = normal.rows.copy()
+        self.reference_count, self.reference_next = normal.count, normal.next_row
+        if normal.thumbnail is not None and (
+            self.previous_thumbnail is None
+            or normal.thumbnail.shape == self.previous_thumbnail.shape
+        ):
+            self.reference_thumbnail = normal.thumbnail
+        self.alarming[:] = False
+        self.outside_run[:] = 0
         self._summary = self._reference_spectrum = None
 
     def _remember(self, values: np.ndarray, tile_moved: np.ndarray) -> None:
@@ -544,12 +614,14 @@ class OwnNormal:
             tile_moving=fields.array("tile_moving", np.bool_, (kept, len(TILE_NAMES))),
         )
         if "thumbnail_shape" in fields.names():
-            sides = fields.texts("thumbnail_shape", 2)
-            if not all(
-                side.isdigit() and 0 < int(side) <= THUMBNAIL_LONGEST_SIDE for side in sides
-            ):
-                raise MalformedState(f"own_normal.thumbnail_shape: {sides}")
-            shape = (int(sides[0]), int(sides[1]))
+            shape = _thumbnail_shape(fields)
             normal.reference_thumbnail = fields.array("reference_thumbnail", np.uint8, shape)
             normal.previous_thumbnail = fields.array("previous_thumbnail", np.uint8, shape)
         return normal
+
+
+def _thumbnail_shape(fields: StateFields) -> tuple[int, int]:
+    sides = fields.texts("thumbnail_shape", 2)
+    if not all(side.isdigit() and 0 < int(side) <= THUMBNAIL_LONGEST_SIDE for side in sides):
+        raise MalformedState(f"own_normal.thumbnail_shape: {sides}")
+    return int(sides[0]), int(sides[1])

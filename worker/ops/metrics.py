@@ -32,6 +32,21 @@ INCIDENT_EVENTS = Counter(
     ["transition", "question"],
     registry=REGISTRY,
 )
+INCIDENTS_OPEN = Gauge(
+    "framedrift_incidents_open",
+    "Sources of this worker's partitions with an incident open (announced), by question. "
+    "Counts the sources it saw since it claimed their partition: after a restart, a source "
+    "with an open incident joins the count at its next frame.",
+    ["question"],
+    registry=REGISTRY,
+)
+COMMANDS_APPLIED = Counter(
+    "framedrift_commands_applied_total",
+    "Operator commands applied, by command (accept, rollback, silence, reset); a copy of "
+    "a command already applied is not counted.",
+    ["command"],
+    registry=REGISTRY,
+)
 BATCH_SECONDS = Histogram(
     "framedrift_batch_seconds",
     "Decode, score and detect, per batch.",

@@ -28,19 +28,13 @@ log = structlog.get_logger(__name__)
 
 def build_worker(settings: Settings) -> DriftWorker:
     """The worker these settings describe, not yet connected to Kafka."""
-    hmac_key = settings.hmac_key()  # first: without it, loading the model is wasted time
+    settings.hmac_key()  # first: without the key (SettingsError), loading the model is wasted time
     try:
         device = resolve_device(settings.device)
     except ValueError as error:
         raise SettingsError(f"{ENV_PREFIX}DEVICE: {error}") from None
     artifact = calibrated_artifact(settings)
-    store = RedisStateStore(
-        redis.Redis.from_url(settings.redis_url, **settings.redis_client_options()),
-        StateCodec(hmac_key),
-        settings.state_prefix,
-        settings.group_id,
-        artifact.model_version,
-    )
+    store = state_store(settings, artifact.model_version)
     processor = BatchProcessor(
         artifact.scorer(settings.torch_threads, device),
         store,
@@ -56,6 +50,17 @@ def build_worker(settings: Settings) -> DriftWorker:
     )
     log.info("model_device", device=str(device), reader_threads=settings.reader_threads)
     return DriftWorker(settings, store, processor, connect_kafka=partial(connect_kafka, settings))
+
+
+def state_store(settings: Settings, model_version: str) -> RedisStateStore:
+    """The store of the sources' states these settings and this model's version name."""
+    return RedisStateStore(
+        redis.Redis.from_url(settings.redis_url, **settings.redis_client_options()),
+        StateCodec(settings.hmac_key()),
+        settings.state_prefix,
+        settings.group_id,
+        model_version,
+    )
 
 
 def calibrated_artifact(settings: Settings) -> ModelArtifact:

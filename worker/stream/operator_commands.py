@@ -19,13 +19,14 @@ from framedrift.schemas.commands import (
     OperatorCommand,
 )
 from framedrift.worker.detection.operator import Command
+from framedrift.worker.stream.decoding import InvalidEvent
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class InvalidCommand(ValueError):
-    """A command record that does not hold a valid `OperatorCommand`."""
+class InvalidCommand(InvalidEvent):
+    """A command record that does not hold a valid `OperatorCommand`: dead-lettered."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -92,7 +93,5 @@ def read_command(key: bytes | None, value: bytes | None) -> Command:
         issued_by=command.issued_by,
         issued_at=command.issued_at.timestamp(),
         reason=command.reason,
-        silence_until=None
-        if command.silence_until is None
-        else command.silence_until.timestamp(),
+        silence_until=None if command.silence_until is None else command.silence_until.timestamp(),
     )

@@ -1,5 +1,8 @@
 """One batch, one pass: skip replays, decode, score, update detectors, follow incidents.
 
+Operator commands (`schemas/commands.py`) arrive among a source's frames on its
+partition; each takes effect between the frames it sits between, as in the topic.
+
 `BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
 states of the batch's sources); what it returns is made durable by `checkpoint.py`.
 
@@ -31,6 +34,7 @@ from framedrift.worker.detection.monitor import (
     SourceState,
     scored_images,
 )
+from framedrift.worker.detection.operator import AuditEntry, Command
 from framedrift.worker.detection.scores import FrameScores, ImageScores
 from framedrift.worker.stream.alerts import build_alert, build_incident_event
 from framedrift.worker.stream.decoding import (
@@ -40,6 +44,7 @@ from framedrift.worker.stream.decoding import (
     UnexpectedDecodingError,
     decode_record,
 )
+from framedrift.worker.stream.operator_commands import InvalidCommand, is_command, read_command
 from framedrift.worker.stream.state_store import StateStore, partition_label
 
 log = structlog.get_logger(__name__)
@@ -87,9 +92,26 @@ class ReadRecord:
     quality: FrameQuality
 
 
-def read_record(record: ConsumerRecord, limits: DecodingLimits) -> ReadRecord | DeadLetter:
-    """A record -> its decoded event and frame signals, or the dead letter saying why not.
-    Runs in the reader threads: no shared state."""
+@dataclass(frozen=True)
+class ReadCommand:
+    """A record holding an operator's command on one source."""
+
+    record: ConsumerRecord
+    source_id: str
+    command: Command
+
+
+def read_record(
+    record: ConsumerRecord, limits: DecodingLimits
+) -> ReadRecord | ReadCommand | DeadLetter:
+    """A record -> its decoded event and frame signals (or its command), or the dead
+    letter saying why not. Runs in the reader threads: no shared state."""
+    if is_command(record.headers):
+        try:
+            command = read_command(record.key, record.value)
+        except InvalidCommand as error:
+            return DeadLetter(record, error)
+        return ReadCommand(record, record.key.decode(), command)
     try:
         event = decode_record(record.key, record.value, record.headers, limits)
     except InvalidEvent as error:
@@ -126,6 +148,8 @@ class BatchOutcome:
     state_resets: dict[str, str] = field(default_factory=dict)
     # source id -> the partition its state is written from (its home)
     source_partitions: dict[str, int] = field(default_factory=dict)
+    # (source id, entry) of each operator command applied, in order
+    commands_applied: list[tuple[str, AuditEntry]] = field(default_factory=list)
 
     def without_partitions(self, held: set[int]) -> BatchOutcome:
         """This outcome less everything of the `held` partitions: their alerts, dead
@@ -146,6 +170,7 @@ class BatchOutcome:
             ),
             state_resets={s: r for s, r in self.state_resets.items() if s in kept_sources},
             source_partitions={s: self.source_partitions[s] for s in kept_sources},
+            commands_applied=[(s, e) for s, e in self.commands_applied if s in kept_sources],
         )
 
 
@@ -197,7 +222,8 @@ class BatchProcessor:
                 continue
             reading.append(self.readers.submit(read_record, record, self.limits))
 
-        decoded: list[ReadRecord] = []
+        items: list[ReadRecord | ReadCommand] = []  # in record order
+        decoded: list[ReadRecord] = []  # the images of `items`, in order: the scores' rows
         parts: list[FrameScores] = []
         chunk: list[ReadRecord] = []
         for index, future in enumerate(reading):
@@ -205,38 +231,42 @@ class BatchProcessor:
             if isinstance(result, DeadLetter):
                 outcome.dead_letters.append(result)
             else:
-                chunk.append(result)
+                items.append(result)
+                if isinstance(result, ReadRecord):
+                    chunk.append(result)
             if len(chunk) == SCORING_CHUNK or (chunk and index == len(reading) - 1):
                 parts.append(self.scorer.score_frames([read.event.image for read in chunk]))
                 decoded += chunk
                 chunk = []
-        if not decoded:
+        if not items:
             return outcome
 
-        scores = ImageScores.concatenate([part.scores for part in parts])
-        tile_errors = np.concatenate([part.tile_errors for part in parts])
-        images = scored_images(scores, self.config.reference)
-        is_outlier = scores.error > self.config.outlier_threshold
-        for read, outlier in zip(decoded, is_outlier, strict=True):
-            outcome.scored[read.record.partition] += 1
-            outcome.outliers[read.record.partition] += int(outlier)
+        row_of = {id(read): row for row, read in enumerate(decoded)}
+        if decoded:
+            scores = ImageScores.concatenate([part.scores for part in parts])
+            tile_errors = np.concatenate([part.tile_errors for part in parts])
+            images = scored_images(scores, self.config.reference)
+            is_outlier = scores.error > self.config.outlier_threshold
+            for read, outlier in zip(decoded, is_outlier, strict=True):
+                outcome.scored[read.record.partition] += 1
+                outcome.outliers[read.record.partition] += int(outlier)
 
-        by_source: dict[str, list[int]] = defaultdict(list)  # source id -> indices into `decoded`
-        for index, read in enumerate(decoded):
-            by_source[read.event.source_id].append(index)
+        by_source: dict[str, list[ReadRecord | ReadCommand]] = defaultdict(list)
+        for item in items:
+            by_source[_source_of(item)].append(item)
         loaded = self.store.load_sources(list(by_source))
         outcome.state_resets = loaded.resets
 
-        for source_id, indices in by_source.items():
-            first_record = decoded[indices[0]].record
+        for source_id, source_items in by_source.items():
+            first_record = source_items[0].record
             home = loaded.homes.get(source_id) or partition_label(
                 first_record.topic, first_record.partition
             )
             at_home = []
-            for index in indices:
-                record = decoded[index].record
+            for item in source_items:
+                record = item.record
                 if partition_label(record.topic, record.partition) == home:
-                    at_home.append(index)
+                    at_home.append(item)
                 else:
                     error = SourceOnAnotherPartition(
                         f"source {source_id!r} lives on {home}, this record is on "
@@ -245,8 +275,7 @@ class BatchProcessor:
                     outcome.dead_letters.append(DeadLetter(record, error))
             if not at_home:
                 continue
-            indices = at_home
-            home_partition = decoded[indices[0]].record.partition
+            home_partition = at_home[0].record.partition
             outcome.source_partitions[source_id] = home_partition
             state = loaded.states.get(source_id)
             # No state although the store knows the source (its blob was evicted or
@@ -271,22 +300,43 @@ class BatchProcessor:
                     )
                 state = SourceState.fresh(self.config)
             monitor = SourceMonitor(self.config, state)
-            for index in indices:
-                record, event = decoded[index].record, decoded[index].event
-                position = EventRef(
-                    event.event_id, record.partition, record.offset, event.timestamp.timestamp()
-                )
-                frame = (decoded[index].quality, tile_errors[index])
-                firings = monitor.update(images[index], position, frame)
-                evidence = [
-                    build_alert(
-                        source_id, firing, state, self.config, self.model_version
-                    ).model_dump_json()
-                    for firing in firings
-                ]
-                for question, transition in monitor.follow_incidents(position, firings, evidence):
+            for item in at_home:
+                record = item.record
+                if isinstance(item, ReadCommand):
+                    # At the source's own time where it has one: silences end by it.
+                    latest = state.window.latest_timestamp
+                    position = EventRef(
+                        item.command.command_id,
+                        record.partition,
+                        record.offset,
+                        latest if latest is not None else record.timestamp / 1000.0,
+                    )
+                    entry, transitions = monitor.apply(item.command, position)
+                    if entry is not None:
+                        outcome.commands_applied.append((source_id, entry))
+                else:
+                    row = row_of[id(item)]
+                    event = item.event
+                    position = EventRef(
+                        event.event_id, record.partition, record.offset, event.timestamp.timestamp()
+                    )
+                    firings = monitor.update(
+                        images[row], position, (item.quality, tile_errors[row])
+                    )
+                    evidence = [
+                        build_alert(
+                            source_id, firing, state, self.config, self.model_version
+                        ).model_dump_json()
+                        for firing in firings
+                    ]
+                    transitions = monitor.follow_incidents(position, firings, evidence)
+                for question, transition in transitions:
                     outcome.incident_events.append(
                         build_incident_event(source_id, question, transition, self.model_version)
                     )
             outcome.states[source_id] = state
         return outcome
+
+
+def _source_of(item: ReadRecord | ReadCommand) -> str:
+    return item.source_id if isinstance(item, ReadCommand) else item.event.source_id

@@ -22,6 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
+from framedrift.worker.detection.monitor import QUESTIONS
 from framedrift.worker.ops import metrics
 from framedrift.worker.ops.health import Readiness, serve_health
 from framedrift.worker.ops.settings import Settings, SettingsError
@@ -70,6 +71,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.worker.resumed_at.pop(tp.partition, None)
             self.worker.paused_until.pop(tp.partition, None)
             self.worker.hold_backoffs.pop(tp.partition, None)
+        self.worker.forget_incidents({tp.partition for tp in revoked})
         self.worker.readiness.clear_stalled(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
@@ -118,6 +120,9 @@ class DriftWorker:
         # events or dead letters (`_hold_back`); and the backoff that grows while that repeats
         self.paused_until: dict[int, float] = {}
         self.hold_backoffs: dict[int, Backoff] = {}
+        # source id -> (its partition, the questions on which it has an incident open), for
+        # the open-incidents gauge; of the sources this worker saw since it claimed them
+        self.open_incidents: dict[str, tuple[int, frozenset[str]]] = {}
         self._stopping = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -491,6 +496,29 @@ class DriftWorker:
                 duration_s=round(event.duration_s, 1),
                 trigger_offset=event.trigger.offset,
             )
+        for source_id, entry in outcome.commands_applied:
+            metrics.COMMANDS_APPLIED.labels(entry.command.kind).inc()
+            log.info(
+                "command_applied",
+                source_id=source_id,
+                command=entry.command.kind,
+                command_id=entry.command.command_id,
+                issued_by=entry.command.issued_by,
+                reason=entry.command.reason,
+                outcome=entry.outcome,
+                partition=entry.partition,
+                offset=entry.offset,
+            )
+        for source_id, state in outcome.states.items():
+            self.open_incidents[source_id] = (
+                outcome.source_partitions[source_id],
+                frozenset(
+                    question
+                    for question, tracker in state.incidents.items()
+                    if tracker.open is not None and tracker.open.announced
+                ),
+            )
+        self._show_open_incidents()
         for dead in outcome.dead_letters:
             metrics.DEAD_LETTERS.labels(type(dead.error).__name__).inc()
             log.warning(
@@ -542,6 +570,21 @@ class DriftWorker:
         for partition, offset in first.items():
             if partition in assigned and partition not in (keep or set()):
                 self.consumer.seek(TopicPartition(self.settings.input_topic, partition), offset)
+
+    def forget_incidents(self, partitions: set[int]) -> None:
+        """The sources of partitions this worker gave up leave its open-incidents gauge."""
+        self.open_incidents = {
+            source: seen
+            for source, seen in self.open_incidents.items()
+            if seen[0] not in partitions
+        }
+        self._show_open_incidents()
+
+    def _show_open_incidents(self) -> None:
+        for question in QUESTIONS:
+            metrics.INCIDENTS_OPEN.labels(question).set(
+                sum(question in open_on for _, open_on in self.open_incidents.values())
+            )
 
     def _log_throughput(self, window: Throughput) -> None:
         assert self.consumer is not None
