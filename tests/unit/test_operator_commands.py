@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -182,7 +183,7 @@ def test_reset_restarts_the_detectors_and_resolves_every_open_incident() -> None
     source.frames(WARM)
     source.frames(40, light=0.6)
     frames_seen = source.state.stats.count
-    entry, found = source.command("reset")
+    _, found = source.command("reset")
     assert [(q, t.resolution) for q, t in found] == [(CHANGED, "reset")]
     assert source.state.own_normal.warming_up and source.state.window.size == 0
     assert source.state.stats.count == frames_seen, "what was counted stays counted"
@@ -213,7 +214,7 @@ def test_the_operator_state_survives_its_round_trip_and_the_history_is_bounded()
 
 def test_a_command_record_reads_back_as_the_command_sent() -> None:
     sent = new_command("silence", "cam-7", "lens cleaning", "bob@ops", parse_duration("2h"))
-    key, value, headers = command_record(sent)
+    key, value, _ = command_record(sent)
     command = read_command(key, value)
     assert (command.kind, command.issued_by, command.reason) == (
         "silence",
@@ -244,10 +245,8 @@ def test_a_silence_without_an_end_is_not_a_command() -> None:
     command = new_command("silence", "cam-8", "why", "me", timedelta(hours=1))
     document = command.model_dump(mode="json")
     document["silence_until"] = None
-    from json import dumps
-
     with pytest.raises(InvalidCommand, match="silence_until"):
-        read_command(b"cam-8", dumps(document).encode())
+        read_command(b"cam-8", json.dumps(document).encode())
 
 
 def test_the_batch_applies_a_command_between_the_frames_it_sits_between(
