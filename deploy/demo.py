@@ -7,12 +7,15 @@
    for fixed cameras (`FRAMEDRIFT_SOURCE_KIND=cameras`) with a short warm-up.
 4. Stream the cameras (`producers/camera_stream.py`: photographs from scikit-image's
    wheel, sensor noise, shake, moving objects, 320×240 JPEG at 5 frames a second of
-   event time): five get a fault at frame 450 that is repaired at frame 600, two stay
-   clean, and one looks at a scene the model never saw.
+   event time): six get a fault at frame 450 that is repaired at frame 600, one stays
+   clean, and one looks at a scene the model never saw. An operator's commands travel
+   in the stream (`OPERATOR_SCRIPT`): one camera is silenced for maintenance from the
+   start, and another's new look is accepted as its normal after its repair.
 5. Print incidents as they open, grow and resolve on the alerts topic; stop when every
    event is committed.
 6. Summarise: events processed, each camera's incidents (what was wrong and where, how
-   soon they opened, how soon after the repair they resolved), false alarms.
+   soon they opened, how soon after the repair they resolved), false alarms, and the
+   fleet's status as `framedrift status` prints it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -41,10 +46,14 @@ from framedrift.producers.camera_fleet import (
     Smudge,
     frames_over_the_day,
 )
-from framedrift.producers.camera_stream import CameraStreamPlan, produce_camera_stream
-from framedrift.producers.stream import sequence_of, source_ids
+from framedrift.producers.camera_stream import CameraStreamPlan, camera_records
+from framedrift.producers.events import KafkaRecord
+from framedrift.producers.stream import send_records, sequence_of, source_ids
 from framedrift.schemas.alerts import DriftAlert, IncidentEvent
+from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.ops.fleet_status import render, source_status
+from framedrift.worker.stream.operator_commands import command_record, new_command
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
 
@@ -65,6 +74,7 @@ PLAN = CameraStreamPlan(
         "camera-003": Smudge(corner="top-right"),
         "camera-004": Occlusion(centre=(0.3, 0.7)),
         "camera-005": ColourCast(towards="blue"),
+        "camera-006": Defocus(),
     },
     onset=450,
     fault_until=600,
@@ -73,6 +83,18 @@ PLAN = CameraStreamPlan(
 # Seconds of a camera's event time without an alarm before its incident resolves: 50
 # frames at the demo's frame rate.
 HOLD_DOWN_S = 10.0
+# What the demo's operator says, and before which frame of the cameras' stream:
+# camera-006 is in maintenance from the start (its fault must raise nothing); camera-005's
+# colour cast is repaired at frame 600, but its own normal stopped learning while the
+# cast lasted and the evening fell meanwhile, so its shadows stay darker than the normal
+# it remembers: the operator accepts what it shows now as its new normal.
+SILENCED_CAMERA, ACCEPTED_CAMERA = "camera-006", "camera-005"
+ACCEPT_AT = 680
+OPERATOR_SCRIPT = (
+    (0, "silence", SILENCED_CAMERA, "maintenance: lens replacement"),
+    (ACCEPT_AT, "accept", ACCEPTED_CAMERA, "colour cast fixed; the evening light is normal"),
+)
+SILENCE_FOR = timedelta(hours=1)
 # The model is trained without this camera. An out-of-domain alert for it is no false
 # alarm, but none is due: its frames lie 0.65 of a spread beyond the model's range, where
 # the coverage test asks for 1.0 (`coverage.py`). Its own normal is learnt like any
@@ -92,7 +114,7 @@ def scenario(source: str) -> str:
     """What the demo did to `source`: its fault's name, `unseen scene` or `clean`."""
     fault = PLAN.faults.get(source)
     if fault is not None:
-        return fault.name
+        return f"{fault.name}, silenced" if source == SILENCED_CAMERA else fault.name
     return "unseen scene" if source == UNSEEN_CAMERA else "clean"
 
 
@@ -144,17 +166,25 @@ class DemoIncident:
 
     @property
     def opened_frame(self) -> int:
-        return sequence_of(self.events[0].trigger.event_id)
+        return frame_of(self.events[0])
 
     @property
     def resolved_frame(self) -> int | None:
         last = self.events[-1]
-        return sequence_of(last.trigger.event_id) if last.transition == "resolved" else None
+        return frame_of(last) if last.transition == "resolved" else None
+
+    @property
+    def resolution(self) -> str | None:
+        last = self.events[-1]
+        return last.resolution if last.transition == "resolved" else None
 
     @property
     def verdict(self) -> str:
         """`expected` (a changed incident opened while its camera's fault lasted; an
-        out-of-domain one on the unseen camera), else `FALSE ALARM`."""
+        out-of-domain one on the unseen camera), else `FALSE ALARM` (on the silenced
+        camera, anything)."""
+        if self.source_id == SILENCED_CAMERA:
+            return "FALSE ALARM"
         if self.source_id in PLAN.faults and self.question == "changed":
             assert PLAN.fault_until is not None
             if PLAN.onset <= self.opened_frame < PLAN.fault_until:
@@ -162,6 +192,23 @@ class DemoIncident:
         if self.source_id == UNSEEN_CAMERA and self.question == "out_of_domain":
             return "expected"
         return "FALSE ALARM"
+
+
+# The command that resolves an incident, by the resolution it gives.
+_COMMAND_OF = {"accepted": "accept", "rolled_back": "rollback", "reset": "reset"}
+
+
+def frame_of(event: IncidentEvent) -> int:
+    """The camera's frame a transition happened at: its trigger's, or for one an
+    operator's command made, the frame the script sent the command before."""
+    command = _COMMAND_OF.get(event.resolution or "")
+    if command is None:
+        return sequence_of(event.trigger.event_id)
+    return next(
+        frame
+        for frame, kind, source, _ in OPERATOR_SCRIPT
+        if (kind, source) == (command, event.source_id)
+    )
 
 
 def incidents_of(events: list[IncidentEvent]) -> list[DemoIncident]:
@@ -200,7 +247,7 @@ def evidence(alert: DriftAlert | None) -> str:
 
 
 def _print_event(event: IncidentEvent, incident: DemoIncident, started: float) -> None:
-    frame = sequence_of(event.trigger.event_id)
+    frame = frame_of(event)
     happened = scenario(event.source_id)
     if event.transition == "opened":
         when = f"frame {frame}"
@@ -214,7 +261,7 @@ def _print_event(event: IncidentEvent, incident: DemoIncident, started: float) -
         when = f"frame {frame}"
         if event.source_id in PLAN.faults and PLAN.fault_until is not None:
             when += f", {frame - PLAN.fault_until} after the repair"
-        said = f"open {event.duration_s:.0f} s of the camera's time"
+        said = f"{event.resolution}, open {event.duration_s:.0f} s of the camera's time"
     print(
         f"[{time.monotonic() - started:6.1f}s] {event.source_id} {event.transition:<8} "
         f"{event.question:<13} {when}: {said}"
@@ -227,6 +274,7 @@ def run_demo(retrain: bool = False) -> int:
     if retrain or not DEMO_MODEL.is_file():
         _train_demo_model()
     total_events = PLAN.cameras * PLAN.frames_per_camera
+    total_records = total_events + len(OPERATOR_SCRIPT)
 
     hmac_key = secrets.token_hex(32)  # a fresh key each run: demo state is throwaway
     health_port = free_port()
@@ -267,16 +315,20 @@ def run_demo(retrain: bool = False) -> int:
                 stderr=subprocess.STDOUT,
             )
             try:
-                events = _stream_and_watch(servers, topics, total_events)
+                events = _stream_and_watch(servers, topics, total_records)
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
-        processed = _events_counted_in_redis(servers.redis_url, hmac_key)
+        states = _states_in_redis(servers.redis_url, hmac_key)
     _print_peak_throughput()
-    return _summarise(incidents_of(events), total_events, processed)
+    processed = {source: state.stats.count for source, state in states.items()}
+    outcome = _summarise(incidents_of(events), total_events, processed)
+    print("\nThe fleet now, as `framedrift status` prints it:")
+    print(render([source_status(source, state) for source, state in states.items()]))
+    return outcome
 
 
-def _events_counted_in_redis(redis_url: str, hmac_key: str) -> dict[str, int]:
+def _states_in_redis(redis_url: str, hmac_key: str) -> dict[str, SourceState]:
     store = RedisStateStore(
         redis.Redis.from_url(redis_url),
         StateCodec(hmac_key.encode()),
@@ -284,7 +336,26 @@ def _events_counted_in_redis(redis_url: str, hmac_key: str) -> dict[str, int]:
         DEMO_GROUP_ID,
         ModelArtifact.load(DEMO_MODEL).model_version,
     )
-    return {source: state.stats.count for source, state in store.load_all_sources().items()}
+    return store.load_all_sources()
+
+
+def _with_operator_commands(records: Iterator[KafkaRecord]) -> Iterator[KafkaRecord]:
+    """The cameras' frames with `OPERATOR_SCRIPT`'s commands before their frames."""
+    script = sorted(OPERATOR_SCRIPT)
+    for index, record in enumerate(records):
+        frame = index // PLAN.cameras
+        while script and script[0][0] <= frame:
+            _, kind, source, reason = script.pop(0)
+            command = new_command(
+                kind,  # type: ignore[arg-type]
+                source,
+                reason,
+                "demo-operator",
+                SILENCE_FOR if kind == "silence" else None,
+            )
+            print(f"[operator] sends `{kind} {source}` (before its frame {frame}): {reason}")
+            yield KafkaRecord(*command_record(command))
+        yield record
 
 
 def _print_peak_throughput() -> None:
@@ -300,10 +371,11 @@ def _print_peak_throughput() -> None:
 
 
 def _stream_and_watch(
-    servers: LocalServers, topics: dict[str, str], total_events: int
+    servers: LocalServers, topics: dict[str, str], total_records: int
 ) -> list[IncidentEvent]:
     print(
-        f"Streaming {total_events} frames from {PLAN.cameras} fixed cameras "
+        f"Streaming {PLAN.cameras * PLAN.frames_per_camera} frames from {PLAN.cameras} "
+        "fixed cameras "
         f"({PLAN.frame_size[0]}×{PLAN.frame_size[1]} JPEG); each learns its own normal "
         f"over its first {WARMUP_FRAMES} frames; from frame {PLAN.onset} to "
         f"{PLAN.fault_until}: "
@@ -313,9 +385,9 @@ def _stream_and_watch(
     )
     producer = KafkaProducer(bootstrap_servers=servers.bootstrap_servers, acks="all", linger_ms=10)
     production = threading.Thread(
-        target=produce_camera_stream,
-        args=(producer, topics["input"], PLAN),
-        kwargs={"show_progress": False},
+        target=send_records,
+        args=(producer, topics["input"], _with_operator_commands(camera_records(PLAN))),
+        kwargs={"total": total_records, "rate": PLAN.rate, "show_progress": False},
         daemon=True,
     )
     alerts_consumer = KafkaConsumer(
@@ -345,10 +417,11 @@ def _stream_and_watch(
         if time.monotonic() - last_report > 1.0:
             last_report = time.monotonic()
             committed = _committed_total(progress, topics["input"])
-            if committed >= total_events and done_at is None:
+            if committed >= total_records and done_at is None:
                 done_at = time.monotonic()
                 print(
-                    f"[{done_at - started:6.1f}s] all {total_events} events processed and committed"
+                    f"[{done_at - started:6.1f}s] all {total_records} records (frames and "
+                    "commands) processed and committed"
                 )
         if done_at is not None and time.monotonic() - done_at > _QUIET_AFTER_DONE_S:
             break
@@ -373,18 +446,23 @@ def _summarise(incidents: list[DemoIncident], total_events: int, processed: dict
     )
     print(f"  incidents: {len(incidents)}, false alarms: {len(false_alarms)}")
     print(
-        f"  {'camera':<11} {'what happened':<14} {'opened':>6} {'resolved':>8}  "
+        f"  {'camera':<11} {'what happened':<20} {'opened':>6} {'resolved':>13}  "
         "what the incidents said"
     )
     failed = []
     for source in source_ids(PLAN.cameras):
         expected = [i for i in by_camera[source] if i.verdict == "expected"]
         opened = resolved = "-"
-        if source in PLAN.faults:
+        if source == SILENCED_CAMERA:
+            if by_camera[source]:
+                failed.append(source)
+        elif source in PLAN.faults:
             assert PLAN.fault_until is not None
             if len(expected) == 1 and expected[0].resolved_frame is not None:
                 opened = f"+{expected[0].opened_frame - PLAN.onset}"
                 resolved = f"+{expected[0].resolved_frame - PLAN.fault_until}"
+                if expected[0].resolution != "recovered":
+                    resolved += f" {expected[0].resolution}"
             else:
                 failed.append(source)
                 opened = "MISSED" if not expected else opened
@@ -395,12 +473,13 @@ def _summarise(incidents: list[DemoIncident], total_events: int, processed: dict
             for incident in by_camera[source]
         )
         print(
-            f"  {source:<11} {scenario(source):<14} {opened:>6} {resolved:>8}  {said or 'nothing'}"
+            f"  {source:<11} {scenario(source):<20} {opened:>6} {resolved:>13}  {said or 'nothing'}"
         )
     print(
         "  opened: frames after the fault began; resolved: frames after it was repaired "
         f"(the hold-down is {HOLD_DOWN_S:.0f} s, {HOLD_DOWN_S / PLAN.frame_interval_s:.0f} "
-        "frames). Not one incident opened and resolved: "
+        "frames), or by the operator's accept. Not as expected (one incident opened and "
+        "resolved per fault, nothing from the silenced camera): "
         + (", ".join(failed) if failed else "none")
     )
     complete = sum(processed.values()) == total_events

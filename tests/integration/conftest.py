@@ -26,7 +26,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from framedrift.deploy.local_servers import LocalServers
 from framedrift.producers.datasets import LabelledImages
 from framedrift.producers.stream import StreamPlan, produce_stream
+from framedrift.schemas.commands import OperatorCommand
 from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.stream.operator_commands import command_record
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
 from tests.conftest import TEST_DETECTOR_SETTINGS
@@ -144,6 +146,21 @@ class Stack:
             )
         finally:
             producer.close()
+
+    def send_commands(self, commands: list[OperatorCommand]) -> dict[str, tuple[int, int]]:
+        """Operator commands onto the input topic, as `framedrift accept` and its siblings
+        send them: command id -> the (partition, offset) it landed at."""
+        producer = KafkaProducer(bootstrap_servers=self.servers.bootstrap_servers, acks="all")
+        landed = {}
+        try:
+            for command in commands:
+                key, value, headers = command_record(command)
+                sent = producer.send(self.input_topic, key=key, value=value, headers=headers)
+                metadata = sent.get(timeout=30)
+                landed[command.command_id] = (metadata.partition, metadata.offset)
+        finally:
+            producer.close()
+        return landed
 
     def produce_raw(self, records: list[tuple[bytes | None, bytes | None, list]]) -> None:
         producer = KafkaProducer(bootstrap_servers=self.servers.bootstrap_servers, acks="all")

@@ -28,7 +28,7 @@ class SourceStatus:
     frames: int
     last_frame_at: str  # ISO time of its latest frame in the state, "" if none kept
     reference_version: int
-    last_command: str  # "accept by alice@ops: new lens (reference 2 ...)", "" if none
+    last_command: str  # "accept by alice@ops at ..., 'new lens': reference 2 ...", or ""
     incident_since: float | None  # event time its oldest open incident opened
 
     @property
@@ -72,8 +72,8 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
     if operator.history:
         entry = operator.history[-1]
         last_command = (
-            f"{entry.command.kind} by {entry.command.issued_by} at {_time(entry.applied_at)}: "
-            f"{entry.command.reason} ({entry.outcome})"
+            f"{entry.command.kind} by {entry.command.issued_by} at {_time(entry.applied_at)}, "
+            f"{entry.command.reason!r}: {entry.outcome}"
         )
     return SourceStatus(
         source_id=source_id,

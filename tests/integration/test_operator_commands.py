@@ -1,0 +1,124 @@
+"""Operators' commands travel with the data: applied once, where they stand in the stream,
+through a crash in the middle of applying one and a rebalance while a silence lasts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import timedelta
+
+import pytest
+
+from framedrift.producers.stream import StreamPlan
+from framedrift.worker.ops.settings import settings_from_env
+from framedrift.worker.stream.assembly import build_worker
+from framedrift.worker.stream.operator_commands import new_command
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+class SimulatedCrash(Exception):
+    """Stands for the process dying after applying a command, before persisting it."""
+
+
+def test_a_worker_killed_while_applying_a_command_leaves_it_applied_once_where_it_stood(
+    stack: Stack, stream_images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = stack.produce(
+        StreamPlan(sources=2, events_per_source=200, event_interval_s=1.0, seed=12), stream_images
+    )
+    commands = [
+        new_command("silence", "camera-001", "lens cleaning", "test", timedelta(hours=2)),
+        new_command("accept", "camera-000", "new lens", "test"),
+    ]
+    landed = stack.send_commands(commands)
+    after = stack.produce(
+        StreamPlan(sources=2, events_per_source=200, event_interval_s=1.0, seed=13), stream_images
+    )
+    records = sum(before.values()) + sum(after.values()) + len(commands)
+
+    for name, value in stack.environment(FRAMEDRIFT_BATCH_SIZE="50").items():
+        if name.startswith("FRAMEDRIFT_"):
+            monkeypatch.setenv(name, value)
+    doomed = build_worker(settings_from_env())
+    save = doomed.store.save
+
+    def die_once_a_command_is_applied(topic, applied, states, source_partitions):  # type: ignore[no-untyped-def]
+        if any(state.operator.history for state in states.values()):
+            raise SimulatedCrash
+        save(topic, applied, states, source_partitions)
+
+    monkeypatch.setattr(doomed.store, "save", die_once_a_command_is_applied)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SimulatedCrash):
+            doomed.run()
+    finally:
+        for sig, handler in handlers.items():  # run() installed its own
+            signal.signal(sig, handler)
+    committed = stack.committed()
+    assert any(committed[partition] <= offset for partition, offset in landed.values()), (
+        "the crash came after the command's batch was committed: it tested nothing"
+    )
+
+    stack.start_worker()
+    stack.wait_until_committed(records)
+    counted = stack.counts_in_redis()
+    assert counted == {source: before[source] + after[source] for source in before}
+    states = stack.state_store().load_all_sources()
+    for command in commands:
+        history = states[command.source_id].operator.history
+        assert [entry.command.command_id for entry in history] == [command.command_id]
+        assert (history[0].partition, history[0].offset) == landed[command.command_id]
+        assert (history[0].command.issued_by, history[0].command.reason) == (
+            command.issued_by,
+            command.reason,
+        )
+    silenced = states["camera-001"].operator
+    assert silenced.silenced_until == pytest.approx(
+        (commands[0].issued_at + timedelta(hours=2)).timestamp()
+    )
+    assert states["camera-000"].operator.reference_version == 2
+
+
+def test_a_silence_holds_through_rebalances(stack: Stack, stream_images) -> None:
+    """Two cameras with the same fault, one silenced: workers join and leave while the
+    silence lasts; the silenced camera raises nothing, the other its one incident."""
+    silence = new_command("silence", "camera-001", "maintenance", "test", timedelta(hours=2))
+    stack.send_commands([silence])
+    plan = StreamPlan(
+        sources=4,
+        events_per_source=1300,
+        drift={"camera-001": "noise", "camera-002": "noise"},
+        drift_at=300,
+        drift_until=550,
+        event_interval_s=1.0,
+        rate=500.0,
+        seed=11,
+        value_format="binary",
+    )
+    sent: dict[str, int] = {}
+    production = threading.Thread(target=lambda: sent.update(stack.produce(plan, stream_images)))
+    production.start()
+    settings = {"FRAMEDRIFT_BATCH_SIZE": "50", "FRAMEDRIFT_INCIDENT_HOLD_DOWN_S": "60"}
+    first = stack.start_worker(**settings)
+    stack.wait_until_committed(800)
+    second = stack.start_worker(**settings)
+    second.wait_until_owning_partitions()
+    stack.wait_until_committed(2500)
+    assert first.terminate() == 0  # its partitions, the silenced camera's perhaps, move
+    production.join()
+    stack.wait_until_committed(sum(sent.values()) + 1)
+
+    events = [json.loads(r.value) for r in stack.read_topic(stack.alerts_topic, timeout=5)]
+    by_source = {event["source_id"] for event in events}
+    assert by_source == {"camera-002"}, "the silenced camera raised something"
+    transitions = [event["transition"] for event in events]
+    assert transitions[0] == "opened" and transitions[-1] == "resolved"
+    states = stack.state_store().load_all_sources()
+    assert stack.counts_in_redis() == sent
+    operator = states["camera-001"].operator
+    assert [entry.command.command_id for entry in operator.history] == [silence.command_id]
+    assert second.terminate() == 0
