@@ -50,9 +50,8 @@ from framedrift.producers.camera_stream import CameraStreamPlan, camera_records
 from framedrift.producers.events import KafkaRecord
 from framedrift.producers.stream import send_records, sequence_of, source_ids
 from framedrift.schemas.alerts import DriftAlert, IncidentEvent
-from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.model.artifact import ModelArtifact
-from framedrift.worker.ops.fleet_status import render, source_status
+from framedrift.worker.stream.fleet_status import SourceStatus, render, source_status
 from framedrift.worker.stream.operator_commands import command_record, new_command
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
@@ -319,16 +318,18 @@ def run_demo(retrain: bool = False) -> int:
             finally:
                 worker.terminate()
                 worker.wait(timeout=30)
-        states = _states_in_redis(servers.redis_url, hmac_key)
+        processed, fleet = _read_back_from_redis(servers.redis_url, hmac_key)
     _print_peak_throughput()
-    processed = {source: state.stats.count for source, state in states.items()}
     outcome = _summarise(incidents_of(events), total_events, processed)
     print("\nThe fleet now, as `framedrift status` prints it:")
-    print(render([source_status(source, state) for source, state in states.items()]))
+    print(render(fleet))
     return outcome
 
 
-def _states_in_redis(redis_url: str, hmac_key: str) -> dict[str, SourceState]:
+def _read_back_from_redis(
+    redis_url: str, hmac_key: str
+) -> tuple[dict[str, int], list[SourceStatus]]:
+    """Frames counted per camera, and each camera's status, from the worker's states."""
     store = RedisStateStore(
         redis.Redis.from_url(redis_url),
         StateCodec(hmac_key.encode()),
@@ -336,7 +337,9 @@ def _states_in_redis(redis_url: str, hmac_key: str) -> dict[str, SourceState]:
         DEMO_GROUP_ID,
         ModelArtifact.load(DEMO_MODEL).model_version,
     )
-    return store.load_all_sources()
+    states = store.load_all_sources()
+    counted = {source: state.stats.count for source, state in states.items()}
+    return counted, [source_status(source, state) for source, state in states.items()]
 
 
 def _with_operator_commands(records: Iterator[KafkaRecord]) -> Iterator[KafkaRecord]:

@@ -272,8 +272,8 @@ def _operate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from framedrift.worker.model.artifact import ModelArtifact
-    from framedrift.worker.ops.fleet_status import render, source_status
     from framedrift.worker.stream.assembly import state_store
+    from framedrift.worker.stream.fleet_status import render, source_status
     from framedrift.worker.stream.state_store import StoreUnavailable
 
     settings = _settings()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -122,3 +124,38 @@ def test_a_silence_holds_through_rebalances(stack: Stack, stream_images) -> None
     operator = states["camera-001"].operator
     assert [entry.command.command_id for entry in operator.history] == [silence.command_id]
     assert second.terminate() == 0
+
+
+def test_the_command_line_sends_a_command_and_status_shows_its_effect(
+    stack: Stack, stream_images
+) -> None:
+    """`framedrift accept` as an operator types it; `framedrift status` as they read it."""
+    sent = stack.produce(StreamPlan(sources=2, events_per_source=100, seed=14), stream_images)
+
+    def framedrift(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "framedrift.worker.cli", *arguments],
+            env=stack.environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    accepted = framedrift("accept", "camera-001", "--reason", "new mounting", "--by", "dana")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "accept camera-001: sent as" in accepted.stdout
+    refused = framedrift("silence", "camera-000", "--reason", "why", "--for", "soon")
+    assert refused.returncode == 2 and "not a duration like 90s" in refused.stderr
+
+    worker = stack.start_worker()
+    stack.wait_until_committed(sum(sent.values()) + 1)
+    assert worker.terminate() == 0
+    status = framedrift("status", "--json")
+    assert status.returncode == 0, status.stderr
+    lines = {line["source_id"]: line for line in map(json.loads, status.stdout.splitlines())}
+    assert lines.keys() == {"camera-000", "camera-001"}
+    assert lines["camera-001"]["reference_version"] == 2
+    assert "accept by dana" in lines["camera-001"]["last_command"]
+    assert "'new mounting'" in lines["camera-001"]["last_command"]
+    assert lines["camera-000"]["reference_version"] == 1
+    assert framedrift("status", "camera-000").stdout.splitlines()[1].startswith("camera-000")

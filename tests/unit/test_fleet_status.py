@@ -7,7 +7,7 @@ import json
 from framedrift.worker.detection.incident import Observation
 from framedrift.worker.detection.monitor import CHANGED, SourceState
 from framedrift.worker.detection.operator import AuditEntry, Command
-from framedrift.worker.ops.fleet_status import render, source_status
+from framedrift.worker.stream.fleet_status import render, source_status
 from tests.detector_fixtures import synthetic_config
 
 CONFIG = synthetic_config()
