@@ -1,5 +1,5 @@
 """The contract between framedrift and the outside: input events, operator commands,
-incidents, dead letters.
+incidents, source statuses, dead letters.
 
 This package imports nothing of the project. The JSON Schema files in `schemas/json/`
 are generated from these models by `framedrift schema` and committed.
@@ -21,6 +21,7 @@ from framedrift.schemas.events import (
     ImageEvent,
     ImagePayload,
 )
+from framedrift.schemas.status import SourceStatus
 
 __all__ = [
     "CLOUDEVENTS_TYPES",
@@ -34,6 +35,7 @@ __all__ = [
     "ImagePayload",
     "IncidentEvent",
     "OperatorCommand",
+    "SourceStatus",
     "WindowStatistics",
     "cloudevents_headers",
 ]

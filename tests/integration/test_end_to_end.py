@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from framedrift.producers.events import image_event_record
 from framedrift.producers.stream import StreamPlan, sequence_of
 from framedrift.schemas.alerts import IncidentEvent
+from framedrift.schemas.status import SourceStatus
 from tests.hostile_payloads import png_claiming
 from tests.integration.conftest import Stack
 
@@ -36,7 +37,11 @@ PLAN = StreamPlan(
 def test_drift_on_one_source_is_one_incident_for_that_source_resolved_when_it_ends(
     stack: Stack, stream_images
 ) -> None:
-    stack.start_worker(FRAMEDRIFT_INCIDENT_HOLD_DOWN_S=str(HOLD_DOWN_S))
+    status_topic = f"status-{stack.suffix}"
+    stack.servers.create_topics({status_topic: 1})
+    stack.start_worker(
+        FRAMEDRIFT_INCIDENT_HOLD_DOWN_S=str(HOLD_DOWN_S), FRAMEDRIFT_STATUS_TOPIC=status_topic
+    )
     sent = stack.produce(PLAN, stream_images)
     total = sum(sent.values())
     stack.wait_until_committed(total)
@@ -59,6 +64,21 @@ def test_drift_on_one_source_is_one_incident_for_that_source_resolved_when_it_en
     assert sequence_of(resolved.trigger.event_id) > DRIFT_UNTIL
     assert resolved.duration_s > (DRIFT_UNTIL - DRIFT_AT) * PLAN.event_interval_s  # type: ignore[operator]
     assert (resolved.at - resolved.last_alarm_at).total_seconds() >= HOLD_DOWN_S
+
+    # The status topic told the same story: each source's news, the noisy one's incident
+    # while it lasted, and last of all healthy again.
+    statuses = [
+        SourceStatus.model_validate_json(r.value) for r in stack.read_topic(status_topic, timeout=5)
+    ]
+    noisy = [status for status in statuses if status.source_id == "camera-002"]
+    during = next(status for status in noisy if status.condition == "incident")
+    assert during.open_incidents == [opened.incident_id]
+    latest = {status.source_id: status for status in statuses}
+    assert latest.keys() == set(sent)
+    assert latest["camera-002"].condition != "incident"
+    assert all(status.frames < sent[status.source_id] for status in statuses), (
+        "news, not a record per frame"
+    )
 
     # Every event counted once in Redis; every offset committed; applied offsets stored.
     assert stack.counts_in_redis() == sent

@@ -16,6 +16,7 @@ import structlog
 from kafka.errors import CommitFailedError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from framedrift.schemas.export import SCHEMA_DIR
+from framedrift.schemas.status import SourceStatus
 from framedrift.worker.ops.health import Readiness
 from framedrift.worker.ops.settings import Settings
 from framedrift.worker.stream.checkpoint import (
@@ -303,3 +304,42 @@ def test_a_batch_of_replays_only_does_not_move_the_applied_offset_back(
     checkpointer(store, producer, FakeConsumer([0], [])).checkpoint(replays, claims)
 
     assert store.applied_offsets(TOPIC) == {0: 30}
+
+
+def test_changed_statuses_go_to_the_status_topic_and_hold_back_their_partition_if_refused(
+    rng: np.random.Generator,
+) -> None:
+    settings = SETTINGS.model_copy(update={"status_topic": "source-status"})
+    store, consumer = fresh_store(), FakeConsumer([0, 1], [])
+    error = KafkaTimeoutError("topic metadata not available")
+    producer = FakeProducer(
+        refuse=lambda record: (
+            error if record.topic == "source-status" and record.key == b"cam-2" else None
+        )
+    )
+    outcome, claims = two_partition_batch(store, rng)
+    assert set(outcome.statuses) == {"cam-1", "cam-2"}, "a source's first batch is news"
+
+    checkpointed = Checkpointer(
+        settings, producer, consumer, store, Readiness(10.0), should_stop=lambda: False
+    ).checkpoint(outcome, claims)
+
+    statuses = [sent for sent in producer.sent if sent.topic == "source-status"]
+    assert [sent.key for sent in statuses] == [b"cam-1"]  # cam-2's was refused
+    published = SourceStatus.model_validate_json(
+        next(sent.value for sent in statuses if sent.key == b"cam-1") or b""
+    )
+    assert published.condition == "incident" and published.open_incidents
+    assert checkpointed.held_back == {1: error}
+    assert consumer.commits == [{0: 31}]
+
+
+def test_without_a_status_topic_no_status_is_published(rng: np.random.Generator) -> None:
+    store, producer, consumer = fresh_store(), FakeProducer(), FakeConsumer([0], [])
+    outcome, claims = processed_batch(store, rng)
+    assert outcome.statuses
+    checkpointer(store, producer, consumer).checkpoint(outcome, claims)
+    assert {sent.topic for sent in producer.sent} == {
+        SETTINGS.alerts_topic,
+        SETTINGS.dead_letter_topic,
+    }

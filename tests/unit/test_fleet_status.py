@@ -7,7 +7,7 @@ import json
 from framedrift.worker.detection.incident import Observation
 from framedrift.worker.detection.monitor import CHANGED, SourceState
 from framedrift.worker.detection.operator import AuditEntry, Command
-from framedrift.worker.stream.fleet_status import render, source_status
+from framedrift.worker.stream.fleet_status import render, source_status, status_changed
 from tests.detector_fixtures import synthetic_config
 
 CONFIG = synthetic_config()
@@ -74,3 +74,15 @@ def test_the_table_puts_incidents_first_oldest_first_and_shows_the_last_command(
     assert lines[-1] == "2 incident, 0 silenced, 0 warming_up, 1 healthy"
     as_json = [json.loads(line) for line in render(statuses, as_json=True).splitlines()]
     assert [entry["source_id"] for entry in as_json] == ["o", "n", "h"]
+
+
+def test_only_news_changes_a_status_not_frames_or_a_warm_up_s_progress() -> None:
+    state = state_at(NOW, learnt=False)
+    before = source_status("a", state)
+    state.stats.update(0.2)
+    state.window.append({}, "e2", 0, 2, NOW + 1)
+    state.own_normal.reference_count += 1
+    assert not status_changed(before, source_status("a", state))
+    state.own_normal.reference_count = state.own_normal.parameters.reference_size
+    assert status_changed(before, source_status("a", state)), "warming up -> healthy"
+    assert status_changed(None, before), "a source's first status is news"

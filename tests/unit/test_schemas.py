@@ -248,6 +248,7 @@ def _incident_state(event: IncidentEvent) -> dict:
         "announced_severity": 7.0,
         "first_evidence": evidence,
         "latest_evidence": evidence,
+        "announced": True,
     }
 
 

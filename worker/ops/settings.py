@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     input_topic: str = Field("image-events", min_length=1)
     alerts_topic: str = Field("drift-alerts", min_length=1)
     dead_letter_topic: str = Field("image-events-dlq", min_length=1)
+    # Empty: no status topic. Off by default: the worker creates no topic, and publishing
+    # to one that does not exist would hold every partition back.
+    status_topic: str = ""
     group_id: str = Field("framedrift", min_length=1)
     # 6 s is Apache Kafka's smallest allowed session timeout. With it a member joins a
     # Tansu group in ~3 s; at kafka-python's 10 s default the join takes ~23 s there.
@@ -194,8 +197,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
         topics = [self.input_topic, self.alerts_topic, self.dead_letter_topic]
+        topics += [self.status_topic] if self.status_topic else []
         if len(set(topics)) != len(topics):
-            raise ValueError("input_topic, alerts_topic and dead_letter_topic must differ")
+            raise ValueError(
+                "input_topic, alerts_topic, dead_letter_topic and status_topic must differ"
+            )
         return self
 
     @model_validator(mode="after")

@@ -155,7 +155,8 @@ class Checkpointer:
     def checkpoint(self, outcome: BatchOutcome, claims: dict[int, PartitionClaim]) -> Checkpointed:
         """Make one batch's effects durable, in this order:
 
-        Step 1. Publish the batch's incident events and dead letters; wait until the
+        Step 1. Publish the batch's incident events, dead letters and changed source
+                statuses (where a status topic is set); wait until the
                 broker has acknowledged every one. A crash after this step re-sends them
                 on replay, with the same event ids, so subscribers can drop the copies. A partition
                 with a record the broker did not take is held back: nothing of it is
@@ -210,7 +211,7 @@ class Checkpointer:
         return Checkpointed(saved, held_back)
 
     def _publish(self, outcome: BatchOutcome) -> dict[int, KafkaError]:
-        """Send the incident events and dead letters and wait for their acks; returns, per
+        """Send the incident events, statuses and dead letters and wait for their acks; returns, per
         input partition, the error of a record the broker did not take (empty: all taken)."""
         pending: list[tuple[int, Acknowledgement | KafkaError]] = []
         for event in outcome.incident_events:
@@ -222,6 +223,15 @@ class Checkpointer:
                 headers=cloudevents_headers(event, self.cloudevents_source),
             )
             pending.append((event.trigger.partition, _sent(send)))
+        if self.settings.status_topic:
+            for source_id, status in outcome.statuses.items():
+                send = functools.partial(
+                    self.producer.send,
+                    self.settings.status_topic,
+                    key=source_id.encode(),
+                    value=status.model_dump_json().encode(),
+                )
+                pending.append((outcome.source_partitions[source_id], _sent(send)))
         failed_at = datetime.now(UTC)
         dead_letters: list[tuple[DeadLetter, Acknowledgement | KafkaError]] = []
         for dead in outcome.dead_letters:

@@ -1,63 +1,47 @@
-"""Which sources are in trouble right now: one line per source, the most urgent first.
+"""Which sources are in trouble right now: one `SourceStatus` per source, the most urgent
+first.
 
 `framedrift status` reads every source's state from the store and prints this table;
-it is the same state the worker writes at each checkpoint, so the table is as fresh as
-the last committed batch of each partition.
+the worker writes a source's status to the status topic when it changes
+(`status_changed`). Both come from the state the worker saves at each checkpoint, so
+they are as fresh as the last committed batch of each partition.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from framedrift.schemas.status import CONDITIONS, SourceStatus
 from framedrift.worker.detection.monitor import QUESTIONS, SourceState
+from framedrift.worker.stream.alerts import incident_id
 
-__all__ = ["SourceStatus", "render", "source_status"]
-
-# Most urgent first: an open incident pages someone; a silence hides one; a source still
-# learning its normal cannot yet say it changed.
-CONDITIONS = ("incident", "silenced", "warming_up", "healthy")
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    source_id: str
-    condition: str  # one of CONDITIONS
-    summary: str  # for people: what is open, or why it is silenced
-    frames: int
-    last_frame_at: str  # ISO time of its latest frame in the state, "" if none kept
-    reference_version: int
-    last_command: str  # "accept by alice@ops at ..., 'new lens': reference 2 ...", or ""
-    incident_since: float | None  # event time its oldest open incident opened
-
-    @property
-    def urgency(self) -> tuple[int, float, str]:
-        return (CONDITIONS.index(self.condition), self.incident_since or 0.0, self.source_id)
+__all__ = ["render", "source_status", "status_changed", "urgency"]
 
 
 def source_status(source_id: str, state: SourceState) -> SourceStatus:
-    """One source's line of the table, from its stored state."""
-    open_incidents = {
-        question: state.incidents[question].open
+    """One source's status, from its stored state."""
+    open_incidents = [
+        (question, incident)
         for question in QUESTIONS
-        if state.incidents[question].open is not None
-    }
+        if (incident := state.incidents[question].open) is not None
+    ]
     operator = state.operator
     latest = state.window.latest_timestamp
     silenced = latest is not None and operator.silenced_at(latest)
+    silenced_until = operator.silenced_until if silenced else None
     if open_incidents:
         condition = "incident"
         summary = "; ".join(
             f"{question}: {', '.join(incident.detectors + incident.signals)}"
             f" since {_time(incident.opened_at)}"
-            + (" (opened in a silence)" if not incident.announced else "")
-            for question, incident in open_incidents.items()
-            if incident is not None
+            + ("" if incident.announced else " (opened in a silence)")
+            for question, incident in open_incidents
         )
-    elif silenced:
+        if silenced_until is not None:
+            summary += f" [silenced until {_time(silenced_until)}]"
+    elif silenced_until is not None:
         condition = "silenced"
-        summary = f"until {_time(operator.silenced_until or 0.0)}: {operator.silence_reason}"
+        summary = f"until {_time(silenced_until)}: {operator.silence_reason}"
     elif state.own_normal.warming_up:
         condition = "warming_up"
         summary = (
@@ -66,8 +50,6 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
         )
     else:
         condition, summary = "healthy", ""
-    if silenced and condition == "incident":
-        summary += f" [silenced until {_time(operator.silenced_until or 0.0)}]"
     last_command = ""
     if operator.history:
         entry = operator.history[-1]
@@ -79,22 +61,40 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
         source_id=source_id,
         condition=condition,
         summary=summary,
-        frames=state.stats.count,
-        last_frame_at=_time(latest) if latest is not None else "",
+        open_incidents=[
+            incident_id(source_id, question, incident.opened_partition, incident.opened_offset)
+            for question, incident in open_incidents
+        ],
+        incident_since=_datetime(min((i.opened_at for _, i in open_incidents), default=None)),
+        silenced_until=_datetime(silenced_until),
         reference_version=operator.reference_version,
+        frames=state.stats.count,
+        last_frame_at=_datetime(latest),
         last_command=last_command,
-        incident_since=min(
-            (incident.opened_at for incident in open_incidents.values() if incident is not None),
-            default=None,
-        ),
     )
+
+
+def status_changed(before: SourceStatus | None, after: SourceStatus) -> bool:
+    """Whether `after` says something `before` did not: its condition, open incidents,
+    silence, normal or last command. Frames, times and a warm-up's progress move with
+    every frame and are no news."""
+    if before is None:
+        return True
+    news = ("condition", "open_incidents", "silenced_until", "reference_version", "last_command")
+    return any(getattr(before, name) != getattr(after, name) for name in news)
+
+
+def urgency(status: SourceStatus) -> tuple[int, datetime, str]:
+    """Sort key: condition (`CONDITIONS` order), then the oldest incident first."""
+    since = status.incident_since or datetime.min.replace(tzinfo=UTC)
+    return CONDITIONS.index(status.condition), since, status.source_id
 
 
 def render(statuses: list[SourceStatus], as_json: bool = False) -> str:
     """The fleet, most urgent first: a table for people, or JSON lines for tools."""
-    ordered = sorted(statuses, key=lambda status: status.urgency)
+    ordered = sorted(statuses, key=urgency)
     if as_json:
-        return "\n".join(json.dumps(asdict(status)) for status in ordered)
+        return "\n".join(status.model_dump_json() for status in ordered)
     if not ordered:
         return "no sources in the store yet"
     header = ("SOURCE", "CONDITION", "FRAMES", "LAST FRAME", "REF", "DETAIL")
@@ -103,7 +103,7 @@ def render(statuses: list[SourceStatus], as_json: bool = False) -> str:
             status.source_id,
             status.condition,
             str(status.frames),
-            status.last_frame_at,
+            status.last_frame_at.isoformat(timespec="seconds") if status.last_frame_at else "",
             str(status.reference_version),
             status.summary,
         )
@@ -113,14 +113,11 @@ def render(statuses: list[SourceStatus], as_json: bool = False) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for row, status in zip([header, *rows], [None, *ordered], strict=True):
-        lines.append(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
-            + "  "
-            + row[-1]
-        )
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+        lines.append(f"{cells}  {row[-1]}".rstrip())
         if status is not None and status.last_command:
             lines.append(" " * (widths[0] + 2) + f"last command: {status.last_command}")
-    counts = {condition: 0 for condition in CONDITIONS}
+    counts = dict.fromkeys(CONDITIONS, 0)
     for status in ordered:
         counts[status.condition] += 1
     lines.append(", ".join(f"{count} {condition}" for condition, count in counts.items()))
@@ -129,3 +126,7 @@ def render(statuses: list[SourceStatus], as_json: bool = False) -> str:
 
 def _time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _datetime(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)

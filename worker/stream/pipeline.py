@@ -26,6 +26,7 @@ import structlog
 from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.schemas.alerts import IncidentEvent
+from framedrift.schemas.status import SourceStatus
 from framedrift.worker.detection.frame_quality import FrameQuality, frame_signals
 from framedrift.worker.detection.monitor import (
     EventRef,
@@ -44,6 +45,7 @@ from framedrift.worker.stream.decoding import (
     UnexpectedDecodingError,
     decode_record,
 )
+from framedrift.worker.stream.fleet_status import source_status, status_changed
 from framedrift.worker.stream.operator_commands import InvalidCommand, is_command, read_command
 from framedrift.worker.stream.state_store import StateStore, partition_label
 
@@ -150,6 +152,8 @@ class BatchOutcome:
     source_partitions: dict[str, int] = field(default_factory=dict)
     # (source id, entry) of each operator command applied, in order
     commands_applied: list[tuple[str, AuditEntry]] = field(default_factory=list)
+    # source id -> its status, where this batch changed what it says (`status_changed`)
+    statuses: dict[str, SourceStatus] = field(default_factory=dict)
 
     def without_partitions(self, held: set[int]) -> BatchOutcome:
         """This outcome less everything of the `held` partitions: their alerts, dead
@@ -171,6 +175,7 @@ class BatchOutcome:
             state_resets={s: r for s, r in self.state_resets.items() if s in kept_sources},
             source_partitions={s: self.source_partitions[s] for s in kept_sources},
             commands_applied=[(s, e) for s, e in self.commands_applied if s in kept_sources],
+            statuses={s: status for s, status in self.statuses.items() if s in kept_sources},
         )
 
 
@@ -299,6 +304,7 @@ class BatchProcessor:
                         action="restarting this source's detectors",
                     )
                 state = SourceState.fresh(self.config)
+            status_before = source_status(source_id, state) if source_id in loaded.states else None
             monitor = SourceMonitor(self.config, state)
             for item in at_home:
                 record = item.record
@@ -335,6 +341,9 @@ class BatchProcessor:
                         build_incident_event(source_id, question, transition, self.model_version)
                     )
             outcome.states[source_id] = state
+            status = source_status(source_id, state)
+            if status_changed(status_before, status):
+                outcome.statuses[source_id] = status
         return outcome
 
 
