@@ -46,6 +46,9 @@ DetectorName = Literal[
     "own_normal",
 ]
 Question = Literal["out_of_domain", "changed"]
+# An incident's question: a detector's, or whether the source stopped sending (its
+# "detector" then `silence`, and no alert as evidence).
+IncidentQuestion = Literal["out_of_domain", "changed", "stopped"]
 
 
 class AlertEventRef(BaseModel):
@@ -215,13 +218,15 @@ class IncidentEvent(BaseModel):
         None,
         description="For resolved: recovered (no detector of the question fired or stayed "
         "in an episode for FRAMEDRIFT_INCIDENT_HOLD_DOWN_S seconds of the source's event "
-        "time), or an operator's command: accepted (the source's new normal), rolled_back "
+        "time; for stopped: it sent a frame again), or an operator's command: accepted (the source's new normal), rolled_back "
         "(its previous normal brought back), reset (its detectors restarted), the trigger "
         "then being the command record (its event_id the command id); null otherwise.",
     )
     source_id: str
-    question: Question
-    detectors: list[DetectorName] = Field(description="Every detector that fired, in order.")
+    question: IncidentQuestion
+    detectors: list[DetectorName | Literal["silence"]] = Field(
+        description="Every detector that fired, in order (`silence` for stopped)."
+    )
     signals: list[str] = Field(
         description="For a changed incident: every frame-wide signal that alarmed while it "
         "was open (names as `SignalChange.signal`), in order."
@@ -233,7 +238,8 @@ class IncidentEvent(BaseModel):
     severity: float = Field(
         description="The highest severity of its firings: for changed, the largest "
         "deviation in robust standard deviations; for out_of_domain, the statistic over "
-        "its threshold (1 where the bound is not one number)."
+        "its threshold (1 where the bound is not one number); for stopped, its silence "
+        "over the silence that stops it."
     )
     opened_at: datetime = Field(description="Event time of the event that opened it.")
     last_alarm_at: datetime = Field(
@@ -244,8 +250,9 @@ class IncidentEvent(BaseModel):
     duration_s: float = Field(ge=0, description="`at` - `opened_at`, in seconds.")
     trigger: AlertEventRef = Field(description="The input event this transition happened at.")
     first_evidence: DriftAlert | None = Field(
-        description="The alert that opened the incident; null only where the worker's "
-        "stored copy could not be read back (after an upgrade)."
+        description="The alert that opened the incident; null for a stopped incident "
+        "(no detector fired: the source fell silent) and where the worker's stored copy "
+        "could not be read back (after an upgrade)."
     )
     latest_evidence: DriftAlert | None = Field(
         description="The latest alert of the incident (the first, until another fires)."

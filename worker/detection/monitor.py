@@ -1,8 +1,9 @@
 """Runs the detectors of one source over its stream of scored images.
 
-Two questions per source, answered apart: is its data *out of domain* (the registry's
-detectors, against the model's baseline), and has it *changed* (`own_normal.py`,
-against its own recent frames)?"""
+Three questions per source, answered apart: is its data *out of domain* (the registry's
+detectors, against the model's baseline), has it *changed* (`own_normal.py`, against
+its own recent frames), and has it *stopped* sending (`cadence.py`, against its own
+pace)?"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from framedrift.worker.detection.cadence import Cadence, Liveness
 from framedrift.worker.detection.calibration import Calibration
 from framedrift.worker.detection.coverage import BACK_INSIDE_BY as COVERAGE_BACK_INSIDE_BY
 from framedrift.worker.detection.coverage import OUTSIDE_BY as COVERAGE_OUTSIDE_BY
@@ -91,6 +93,9 @@ class MonitorConfig:
     source_kind: SourceKind = "samples"  # which detectors ask the out-of-domain question
     # Seconds of a source's event time without an alarm after which its incident resolves.
     incident_hold_down_s: float = 300.0
+    # The least silence, in seconds of its partition's event time, that stops a source
+    # (`cadence.py`: more for a source that usually pauses longer).
+    stopped_after_s: float = 60.0
 
     @cached_property
     def out_of_domain_detectors(self) -> frozenset[str]:
@@ -141,9 +146,12 @@ class MonitorConfig:
 # The question each firing answers; alerts carry it. Each has its own incidents.
 OUT_OF_DOMAIN = "out_of_domain"
 CHANGED = "changed"
-QUESTIONS = (OUT_OF_DOMAIN, CHANGED)
-# The detector name of the changed question's firings (`own_normal.py`).
+STOPPED = "stopped"
+QUESTIONS = (OUT_OF_DOMAIN, CHANGED, STOPPED)
+# The detector name of the changed question's firings (`own_normal.py`), and of the
+# stopped question's, which are the source's silence, not a detector's (`cadence.py`).
 OWN_NORMAL = "own_normal"
+SILENCE = "silence"
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,12 @@ class SourceState:
         default_factory=lambda: {question: IncidentTracker() for question in QUESTIONS}
     )
     operator: OperatorState = field(default_factory=OperatorState)  # `operator.py`
+    cadence: Cadence = field(default_factory=Cadence)  # `cadence.py`
+
+    @property
+    def liveness(self) -> Liveness:
+        """What the store indexes of it for judging its silence (`cadence.py`)."""
+        return Liveness(self.cadence, self.incidents[STOPPED].open is not None)
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
@@ -216,6 +230,7 @@ class SourceState:
             "outliers": int(self.outliers),
             "incidents": {question: self.incidents[question].to_state() for question in QUESTIONS},
             "operator": self.operator.to_state(),
+            "cadence": self.cadence.to_state(),
         }
 
     @classmethod
@@ -247,6 +262,7 @@ class SourceState:
             operator=OperatorState.from_state(
                 fields.part("operator"), own_normal.parameters.reference_size
             ),
+            cadence=Cadence.from_state(fields.part("cadence")),
         )
 
 
@@ -266,6 +282,7 @@ class SourceMonitor:
         """One image: every detector's firings. With the `frame`'s quality signals and
         per-tile errors, the changed question runs too."""
         state, reference = self.state, self.config.reference
+        state.cadence.observe(event.timestamp)
         state.stats.update(image.error)
         state.outliers += image.error > self.config.outlier_threshold
         state.window.append(
@@ -302,7 +319,13 @@ class SourceMonitor:
             CHANGED: bool(alarming_signals),
         }
         transitions = []
-        for question in QUESTIONS:
+        stopped = state.incidents[STOPPED].resolve(
+            Observation(event.event_id, event.timestamp, event.partition, event.offset),
+            "recovered",
+        )  # it sends again
+        if stopped is not None:
+            transitions.append((STOPPED, stopped))
+        for question in (OUT_OF_DOMAIN, CHANGED):
             seen = Observation(
                 event.event_id,
                 event.timestamp,
@@ -395,6 +418,29 @@ class SourceMonitor:
         entry = AuditEntry(command, at.timestamp, at.partition, at.offset, outcome)
         operator.record(entry)
         return entry, transitions
+
+    def stopped(self, at: EventRef) -> list[tuple[str, Transition]]:
+        """Another source's frame at `at` carried its partition's time past this source's
+        deadline (`cadence.py`): its stopped incident opens, unless it is already open or
+        its own state says the deadline is not passed."""
+        cadence = self.state.cadence
+        deadline = self.state.liveness.deadline(self.config.stopped_after_s)
+        if deadline is None or self.state.incidents[STOPPED].open or at.timestamp <= deadline:
+            return []
+        assert cadence.last_event_at is not None  # a deadline has a last frame
+        stopped_after = deadline - cadence.last_event_at
+        seen = Observation(
+            at.event_id,
+            at.timestamp,
+            at.partition,
+            at.offset,
+            firings=((SILENCE, (at.timestamp - cadence.last_event_at) / stopped_after, ""),),
+        )
+        silenced = self.state.operator.silenced_at(at.timestamp)
+        transition = self.state.incidents[STOPPED].observe(
+            seen, self.config.incident_hold_down_s, silenced
+        )
+        return [] if transition is None else [(STOPPED, transition)]
 
     def _next_reference_version(self) -> int:
         operator = self.state.operator

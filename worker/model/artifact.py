@@ -114,10 +114,12 @@ class ModelArtifact:
         warmup_frames: int = 2048,
         source_kind: SourceKind = "samples",
         incident_hold_down_s: float = 300.0,
+        stopped_after_s: float = 60.0,
     ) -> MonitorConfig:
         """What every source's detectors run with: this model's calibration and baseline,
-        how long a source's own normal warms up, what kind of source it is, and how long
-        an incident waits in quiet before it resolves."""
+        how long a source's own normal warms up, what kind of source it is, how long an
+        incident waits in quiet before it resolves, and the least silence that stops a
+        source."""
         return MonitorConfig(
             self.calibration,
             self.reference_profile(),
@@ -125,6 +127,7 @@ class ModelArtifact:
             warmup_frames,
             source_kind,
             incident_hold_down_s,
+            stopped_after_s,
         )
 
     def recalibrated(self, parameters: DetectorParameters) -> ModelArtifact:

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         "resolves: long enough that a fault which flickers (a smudge in changing light) "
         "stays one incident.",
     )
+    stopped_after_s: float = Field(
+        60.0,
+        gt=0.0,
+        le=7 * 24 * 3600.0,
+        description="The least silence, in seconds of its partition's event time, after "
+        "which a source is stopped (one that usually pauses longer waits five times its "
+        "longest usual pause).",
+    )
     window_size: int = Field(
         200, ge=10, description="W: events in the KS, relative-increase and coverage windows."
     )

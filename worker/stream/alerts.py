@@ -168,7 +168,10 @@ def _event_time(timestamp: float) -> datetime:
 
 def _stored_alert(document: str, source_id: str) -> DriftAlert | None:
     """An alert kept in a source's state, read back; None (logged) where this code cannot
-    read it: one written by an older version of the alert schema."""
+    read it: one written by an older version of the alert schema. Empty: the incident
+    has no alert as evidence (a stopped source)."""
+    if not document:
+        return None
     try:
         return DriftAlert.model_validate_json(document)
     except ValidationError as error:

@@ -43,6 +43,7 @@ def build_worker(settings: Settings) -> DriftWorker:
             settings.warmup_frames,
             settings.source_kind,
             settings.incident_hold_down_s,
+            settings.stopped_after_s,
         ),
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,

@@ -9,6 +9,7 @@ source exactly as it would from Redis.
 
 from __future__ import annotations
 
+from framedrift.worker.detection.cadence import Liveness
 from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import (
@@ -19,6 +20,8 @@ from framedrift.worker.stream.state_store import (
     PartitionFenced,
     SourcePartitionConflict,
     decode_stored_states,
+    liveness_entry,
+    liveness_on,
     partition_label,
 )
 
@@ -45,6 +48,7 @@ class InMemoryStateStore:
         self.homes: dict[str, str] = {}  # source id -> its home (`partition_label`)
         self.generations: dict[tuple[str, int], int] = {}  # (topic, partition) -> generation
         self.applied: dict[tuple[str, int], int] = {}  # (topic, partition) -> applied offset
+        self.liveness_entries: dict[str, str] = {}  # source id -> its liveness index entry
 
     def source_key(self, source_id: str) -> str:
         return f"source:{source_id}"
@@ -92,12 +96,20 @@ class InMemoryStateStore:
             key = self.source_key(source_id)
             self.homes[source_id] = partition_label(topic, source_partitions[source_id])
             self.blobs[key] = self.codec.encode(state, key)
+            entry = liveness_entry(state)
+            if entry:
+                self.liveness_entries[source_id] = entry
+            else:
+                self.liveness_entries.pop(source_id, None)
 
     def forget_applied(self, topic: str, partition: int, generation: int) -> bool:
         if self.generations.get((topic, partition)) != generation:
             return False
         self.applied.pop((topic, partition), None)
         return True
+
+    def liveness(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, Liveness]]:
+        return liveness_on(self.homes, self.liveness_entries, topic, partitions)
 
     def applied_offsets(self, topic: str) -> dict[int, int]:
         return {

@@ -1,7 +1,11 @@
 """One batch, one pass: skip replays, decode, score, update detectors, follow incidents.
 
 Operator commands (`schemas/commands.py`) arrive among a source's frames on its
-partition; each takes effect between the frames it sits between, as in the topic.
+partition; each takes effect between the frames it sits between, as in the topic. A
+source that sends nothing is judged at the other sources' frames of its partition
+(`detection/cadence.py`): `BatchProcessor.liveness` holds what the store last saved of
+each source of the owned partitions, so the judgement is the same however the records
+are cut into batches.
 
 `BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
 states of the batch's sources); what it returns is made durable by `checkpoint.py`.
@@ -15,6 +19,8 @@ serial pass's, bit for bit: an image's scores do not depend on its company.
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +33,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.schemas.alerts import IncidentEvent
 from framedrift.schemas.status import SourceStatus
+from framedrift.worker.detection.cadence import Cadence, Liveness
 from framedrift.worker.detection.frame_quality import FrameQuality, frame_signals
 from framedrift.worker.detection.monitor import (
     EventRef,
@@ -103,6 +110,15 @@ class ReadCommand:
     command: Command
 
 
+@dataclass(frozen=True)
+class Stall:
+    """Another source's frame (`record`, at `at`) that carried its partition's time past a
+    silent source's deadline: where that source's stopped incident opens."""
+
+    record: ConsumerRecord
+    at: EventRef
+
+
 def read_record(
     record: ConsumerRecord, limits: DecodingLimits
 ) -> ReadRecord | ReadCommand | DeadLetter:
@@ -154,6 +170,9 @@ class BatchOutcome:
     commands_applied: list[tuple[str, AuditEntry]] = field(default_factory=list)
     # source id -> its status, where this batch changed what it says (`status_changed`)
     statuses: dict[str, SourceStatus] = field(default_factory=dict)
+    # source id -> (its partition, its liveness entry) after this batch, for the
+    # processor to keep once the batch is saved (`BatchProcessor.remember_liveness`)
+    liveness: dict[str, tuple[int, Liveness]] = field(default_factory=dict)
 
     def without_partitions(self, held: set[int]) -> BatchOutcome:
         """This outcome less everything of the `held` partitions: their alerts, dead
@@ -176,6 +195,7 @@ class BatchOutcome:
             source_partitions={s: self.source_partitions[s] for s in kept_sources},
             commands_applied=[(s, e) for s, e in self.commands_applied if s in kept_sources],
             statuses={s: status for s, status in self.statuses.items() if s in kept_sources},
+            liveness={s: entry for s, entry in self.liveness.items() if s in kept_sources},
         )
 
 
@@ -197,6 +217,19 @@ class BatchProcessor:
         self.limits = limits
         self.model_version = model_version
         self.readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="reader")
+        # source id -> (its partition, its liveness entry) as last saved, for the sources
+        # of the partitions this worker owns: how the silent ones are judged
+        self.liveness: dict[str, tuple[int, Liveness]] = {}
+
+    def remember_liveness(self, entries: dict[str, tuple[int, Liveness]]) -> None:
+        """Keep these saved entries: from the store at a claim, or a batch once saved."""
+        self.liveness.update(entries)
+
+    def forget_liveness(self, partitions: set[int]) -> None:
+        """The sources of partitions given up are another worker's to judge."""
+        self.liveness = {
+            source: entry for source, entry in self.liveness.items() if entry[0] not in partitions
+        }
 
     def close(self) -> None:
         self.readers.shutdown(wait=True, cancel_futures=True)
@@ -256,10 +289,19 @@ class BatchProcessor:
                 outcome.scored[read.record.partition] += 1
                 outcome.outliers[read.record.partition] += int(outlier)
 
-        by_source: dict[str, list[ReadRecord | ReadCommand]] = defaultdict(list)
+        by_source: dict[str, list[ReadRecord | ReadCommand | Stall]] = defaultdict(list)
         for item in items:
             by_source[_source_of(item)].append(item)
         loaded = self.store.load_sources(list(by_source))
+        stalls = self._stalls(decoded, loaded.states)
+        silent = [source for source in stalls if source not in by_source]
+        if silent:  # sources with nothing in this batch but their silence
+            more = self.store.load_sources(silent)
+            loaded.states.update(more.states)
+            loaded.resets.update(more.resets)
+            loaded.homes.update(more.homes)
+        for source, found in stalls.items():
+            by_source[source] = sorted([*by_source[source], *found], key=_offset_of)
         outcome.state_resets = loaded.resets
 
         for source_id, source_items in by_source.items():
@@ -272,17 +314,19 @@ class BatchProcessor:
                 record = item.record
                 if partition_label(record.topic, record.partition) == home:
                     at_home.append(item)
-                else:
+                elif not isinstance(item, Stall):  # a stall is judged at home only
                     error = SourceOnAnotherPartition(
                         f"source {source_id!r} lives on {home}, this record is on "
                         f"{partition_label(record.topic, record.partition)}"
                     )
                     outcome.dead_letters.append(DeadLetter(record, error))
+            state = loaded.states.get(source_id)
+            if state is None and all(isinstance(item, Stall) for item in at_home):
+                continue  # judged silent by the saved entry, but its state is gone
             if not at_home:
                 continue
             home_partition = at_home[0].record.partition
             outcome.source_partitions[source_id] = home_partition
-            state = loaded.states.get(source_id)
             # No state although the store knows the source (its blob was evicted or
             # deleted), or none on a partition whose state the store lost as a whole.
             was_known = source_id in loaded.homes or home_partition in lost_partitions
@@ -308,9 +352,11 @@ class BatchProcessor:
             monitor = SourceMonitor(self.config, state)
             for item in at_home:
                 record = item.record
-                if isinstance(item, ReadCommand):
+                if isinstance(item, Stall):
+                    transitions = monitor.stopped(item.at)
+                elif isinstance(item, ReadCommand):
                     # At the source's own time where it has one: silences end by it.
-                    latest = state.window.latest_timestamp
+                    latest = state.cadence.last_event_at
                     position = EventRef(
                         item.command.command_id,
                         record.partition,
@@ -341,10 +387,72 @@ class BatchProcessor:
                         build_incident_event(source_id, question, transition, self.model_version)
                     )
             outcome.states[source_id] = state
+            outcome.liveness[source_id] = (
+                home_partition,
+                Liveness(dataclasses.replace(state.cadence), state.liveness.stopped),
+            )
             status = source_status(source_id, state)
             if status_changed(status_before, status):
                 outcome.statuses[source_id] = status
         return outcome
+
+    def _stalls(
+        self, decoded: list[ReadRecord], states: dict[str, SourceState]
+    ) -> dict[str, list[Stall]]:
+        """The sources this batch's frames find stopped, and at which frame each: per
+        partition, in offset order, the first frame of another source whose event time is
+        past a source's deadline (`cadence.py`). A source's pace is its loaded state's
+        where it has frames in the batch, else the saved entry this processor keeps."""
+        floor = self.config.stopped_after_s
+        stalls: dict[str, list[Stall]] = defaultdict(list)
+        by_partition: dict[int, list[ReadRecord]] = defaultdict(list)
+        for read in decoded:
+            by_partition[read.record.partition].append(read)
+        for partition, reads in by_partition.items():
+            # source -> (its cadence, a copy to walk forward; whether it is stopped)
+            pace = {
+                source: (dataclasses.replace(entry.cadence), entry.stopped)
+                for source, (home, entry) in self.liveness.items()
+                if home == partition
+            }
+            for read in reads:
+                state = states.get(read.event.source_id)
+                if state is not None:
+                    liveness = state.liveness
+                    pace[read.event.source_id] = (
+                        dataclasses.replace(liveness.cadence),
+                        liveness.stopped,
+                    )
+            deadlines = []  # (deadline, source) of those that can stop, soonest first
+            for source, (cadence, stopped) in pace.items():
+                deadline = Liveness(cadence, stopped).deadline(floor)
+                if deadline is not None and not stopped:
+                    deadlines.append((deadline, source))
+            heapq.heapify(deadlines)
+            for read in sorted(reads, key=lambda read: read.record.offset):
+                source, timestamp = read.event.source_id, read.event.timestamp.timestamp()
+                while deadlines and deadlines[0][0] < timestamp:
+                    deadline, quiet = heapq.heappop(deadlines)
+                    cadence, stopped = pace[quiet]
+                    # Its own frame is no silence; an entry its later frames replaced is stale.
+                    if quiet == source or stopped:
+                        continue
+                    if Liveness(cadence, stopped).deadline(floor) != deadline:
+                        continue
+                    at = EventRef(read.event.event_id, partition, read.record.offset, timestamp)
+                    stalls[quiet].append(Stall(read.record, at))
+                    pace[quiet] = (cadence, True)
+                cadence = pace.get(source, (Cadence(), False))[0]
+                cadence.observe(timestamp)
+                pace[source] = (cadence, False)
+                deadline = Liveness(cadence, False).deadline(floor)
+                if deadline is not None:
+                    heapq.heappush(deadlines, (deadline, source))
+        return stalls
+
+
+def _offset_of(item: ReadRecord | ReadCommand | Stall) -> int:
+    return item.record.offset
 
 
 def _source_of(item: ReadRecord | ReadCommand) -> str:

@@ -72,6 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.worker.paused_until.pop(tp.partition, None)
             self.worker.hold_backoffs.pop(tp.partition, None)
         self.worker.forget_incidents({tp.partition for tp in revoked})
+        self.worker.processor.forget_liveness({tp.partition for tp in revoked})
         self.worker.readiness.clear_stalled(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
@@ -140,7 +141,10 @@ class DriftWorker:
         topic = self.settings.input_topic
         partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
         positioned = set()
-        for partition, claim in self.store.claim_partitions(topic, partitions).items():
+        claims = self.store.claim_partitions(topic, partitions)
+        # What the store saved of these partitions' sources, to judge the silent ones.
+        self.processor.remember_liveness(self.store.liveness(topic, partitions))
+        for partition, claim in claims.items():
             self.claims[partition] = claim
             self.unverified.add(partition)
             if claim.applied_offset is not None and self.consumer is not None:
@@ -412,6 +416,7 @@ class DriftWorker:
         if checkpointed.held_back:
             self._hold_back(checkpointed.held_back, records)
         outcome = checkpointed.saved
+        self.processor.remember_liveness(outcome.liveness)
         # Counted once the state is saved: a batch read again after a refused write or a
         # failed publish is not counted twice.
         saved_records = [record for record in records if record.partition in outcome.last_offsets]

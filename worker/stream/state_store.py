@@ -34,6 +34,7 @@ from typing import Protocol
 import redis
 import structlog
 
+from framedrift.worker.detection.cadence import Liveness
 from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.state_codec import StateCodec, UnusableState
 
@@ -52,9 +53,11 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.TryAgainError,
 )
 
-# KEYS: applied hash, generation hash, source-partitions hash, then one key per source state.
+# KEYS: applied hash, generation hash, source-partitions hash, liveness hash, then one key
+#       per source state.
 # ARGV: n, then n quadruples (partition, expected generation, expected applied offset or '',
-#       new applied offset), then one triple (source id, home, blob) per source state key.
+#       new applied offset), then one quadruple (source id, home, blob, liveness entry or
+#       '' for none) per source state key.
 # Checks everything before writing anything; the steps are those of the module docstring.
 _CHECKPOINT_SCRIPT = """
 local n = tonumber(ARGV[1])
@@ -73,8 +76,8 @@ for i = 0, n - 1 do
   end
 end
 local first_source = 2 + 4 * n
-for k = 4, #KEYS do
-  local at = first_source + 3 * (k - 4)
+for k = 5, #KEYS do
+  local at = first_source + 4 * (k - 5)
   local home = redis.call('HGET', KEYS[3], ARGV[at])
   if home and home ~= ARGV[at + 1] then
     return {'source_elsewhere', ARGV[at], home}
@@ -83,10 +86,15 @@ end
 for i = 0, n - 1 do
   redis.call('HSET', KEYS[1], ARGV[2 + 4 * i], ARGV[5 + 4 * i])
 end
-for k = 4, #KEYS do
-  local at = first_source + 3 * (k - 4)
+for k = 5, #KEYS do
+  local at = first_source + 4 * (k - 5)
   redis.call('HSET', KEYS[3], ARGV[at], ARGV[at + 1])
   redis.call('SET', KEYS[k], ARGV[at + 2])
+  if ARGV[at + 3] == '' then
+    redis.call('HDEL', KEYS[4], ARGV[at])
+  else
+    redis.call('HSET', KEYS[4], ARGV[at], ARGV[at + 3])
+  end
 end
 return {'ok'}
 """
@@ -213,6 +221,11 @@ class StateStore(Protocol):
         """partition -> the last input offset whose effect is stored."""
         ...
 
+    def liveness(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, Liveness]]:
+        """The liveness index (`cadence.py`) of the sources homed on these partitions:
+        source id -> (its partition, its entry), as of each one's last saved state."""
+        ...
+
 
 def decode_stored_states(
     codec: StateCodec, stored: Iterable[tuple[str, str, bytes | None]]
@@ -239,6 +252,28 @@ def decode_stored_states(
             )
             resets[source_id] = error.reason
     return LoadedStates(states, resets)
+
+
+def liveness_entry(state: SourceState) -> str:
+    """The source's entry of the liveness index ('' for none: its pace is not known)."""
+    return state.liveness.to_text() if state.cadence.last_event_at is not None else ""
+
+
+def liveness_on(
+    homes: dict[str, str], entries: dict[str, str], topic: str, partitions: list[int]
+) -> dict[str, tuple[int, Liveness]]:
+    """The liveness index entries of the sources homed on `partitions` of `topic`."""
+    wanted = {partition_label(topic, partition): partition for partition in partitions}
+    found = {}
+    for source_id, entry in entries.items():
+        partition = wanted.get(homes.get(source_id, ""))
+        if partition is None:
+            continue
+        try:
+            found[source_id] = (partition, Liveness.from_text(entry))
+        except ValueError:
+            log.warning("liveness_entry_unreadable", source_id=source_id, entry=entry[:64])
+    return found
 
 
 @contextmanager
@@ -273,6 +308,9 @@ class RedisStateStore:
 
     def source_partitions_key(self) -> str:
         return f"{self.namespace}:source-partitions"
+
+    def liveness_key(self) -> str:
+        return f"{self.namespace}:liveness"
 
     def claim_partitions(self, topic: str, partitions: list[int]) -> dict[int, PartitionClaim]:
         """Take ownership: bump each partition's generation and read its applied offset."""
@@ -320,7 +358,12 @@ class RedisStateStore:
         AppliedOffsetMoved if its applied offset is not the expected one, or
         SourcePartitionConflict if a source's recorded home is another partition.
         """
-        keys = [self.applied_key(topic), self.generation_key(topic), self.source_partitions_key()]
+        keys = [
+            self.applied_key(topic),
+            self.generation_key(topic),
+            self.source_partitions_key(),
+            self.liveness_key(),
+        ]
         arguments: list[str | bytes | int] = [len(applied)]
         for partition, advance in sorted(applied.items()):
             expected = "" if advance.expected is None else str(advance.expected)
@@ -329,7 +372,7 @@ class RedisStateStore:
             key = self.source_key(source_id)
             keys.append(key)
             home = partition_label(topic, source_partitions[source_id])
-            arguments += [source_id, home, self.codec.encode(state, key)]
+            arguments += [source_id, home, self.codec.encode(state, key), liveness_entry(state)]
         with _unavailable_when_redis_is_down():
             result = self._checkpoint(keys=keys, args=arguments)
         outcome, *detail = (item.decode() for item in result)
@@ -356,6 +399,22 @@ class RedisStateStore:
         with _unavailable_when_redis_is_down():
             stored = self.client.hgetall(self.applied_key(topic))
         return {int(partition): int(offset) for partition, offset in stored.items()}
+
+    def liveness(self, topic: str, partitions: list[int]) -> dict[str, tuple[int, Liveness]]:
+        """The liveness index of the sources homed on these partitions of `topic`: source id
+        -> (its partition, its entry). An entry this code cannot read is left out (logged):
+        that source is judged again from its next frame."""
+        with _unavailable_when_redis_is_down():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.source_partitions_key())
+            pipe.hgetall(self.liveness_key())
+            homes, entries = pipe.execute()
+        return liveness_on(
+            {source.decode(): home.decode() for source, home in homes.items()},
+            {source.decode(): entry.decode() for source, entry in entries.items()},
+            topic,
+            partitions,
+        )
 
     def load_all_sources(self) -> dict[str, SourceState]:
         """Every stored source state of this namespace (for tools and tests, not the hot path)."""
