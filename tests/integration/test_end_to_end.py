@@ -184,3 +184,44 @@ def test_a_record_too_large_for_the_dead_letter_topic_is_dead_lettered_without_i
     assert headers["dlq_error_class"] == b"RecordTooLarge"
     assert stack.counts_in_redis() == sent
     assert worker.process.poll() is None
+
+
+def test_a_camera_that_falls_silent_is_one_stopped_incident_resolved_when_it_sends_again(
+    stack: Stack, stream_images
+) -> None:
+    """Four sources a frame a second; camera-003 sends nothing from second 100 to 250."""
+    start = datetime.now(UTC).timestamp()
+    records = []
+    for second in range(300):
+        for index in range(4):
+            source = f"camera-{index:03d}"
+            if source == "camera-003" and 100 <= second < 250:
+                continue
+            event = image_event_record(
+                stream_images.images[(second * 4 + index) % len(stream_images.images)],
+                source,
+                f"{source}-{second:07d}",
+                datetime.fromtimestamp(start + second, UTC),
+                "binary",
+                "png",
+            )
+            records.append((event.key, event.value, event.headers))
+    stack.produce_raw(records)
+    stack.start_worker(FRAMEDRIFT_STOPPED_AFTER_S="30", FRAMEDRIFT_BATCH_SIZE="64")
+    stack.wait_until_committed(len(records))
+
+    events = [
+        IncidentEvent.model_validate_json(r.value)
+        for r in stack.read_topic(stack.alerts_topic, timeout=5)
+    ]
+    stopped = [event for event in events if event.question == "stopped"]
+    assert [(e.source_id, e.transition) for e in stopped] == [
+        ("camera-003", "opened"),
+        ("camera-003", "resolved"),
+    ]
+    opened, resolved = stopped
+    # Its last frame at second 99, its floor 30 s: stopped at a neighbour's frame of 130.
+    assert sequence_of(opened.trigger.event_id) == 130
+    assert opened.detectors == ["silence"] and opened.first_evidence is None
+    assert resolved.trigger.event_id == "camera-003-0000250"
+    assert resolved.duration_s == pytest.approx(120.0)
