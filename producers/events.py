@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -44,6 +45,7 @@ def image_event_record(
     value_format: ValueFormat = "json",
     encoding: Encoding = "png",
     label: int | None = None,
+    source_labels: dict[str, str] | None = None,
 ) -> KafkaRecord:
     """One image event, keyed by its source id."""
     raw = encoding == "raw"
@@ -57,6 +59,7 @@ def image_event_record(
         raw_shape=list(image.shape) if raw else None,
         raw_dtype=str(image.dtype) if raw else None,
         label=label,
+        source_labels=source_labels,
     )
 
 
@@ -71,8 +74,10 @@ def encoded_event_record(
     raw_shape: list[int] | None = None,
     raw_dtype: str | None = None,
     label: int | None = None,
+    source_labels: dict[str, str] | None = None,
 ) -> KafkaRecord:
-    """One event of an image already encoded as `data` (a camera's own JPEG, say)."""
+    """One event of an image already encoded as `data` (a camera's own JPEG, say), with
+    its source's labels where given."""
     if value_format == "binary":
         headers = BinaryEventHeaders(
             event_id=event_id,
@@ -81,6 +86,7 @@ def encoded_event_record(
             encoding=encoding,
             shape=",".join(map(str, raw_shape)) if raw_shape else None,
             dtype=raw_dtype,
+            source_labels=json.dumps(source_labels) if source_labels else None,
         )
         return KafkaRecord(source_id.encode(), data, as_kafka_headers(headers))
     event = ImageEvent(
@@ -94,5 +100,6 @@ def encoded_event_record(
             dtype=raw_dtype,
         ),  # type: ignore[arg-type]
         labels={"class": str(label)} if label is not None else None,
+        source_labels=source_labels or None,
     )
     return KafkaRecord(source_id.encode(), event.model_dump_json(exclude_none=True).encode(), [])

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from framedrift.schemas.events import SourceLabels
+
 # 2: CUSUM and latent detectors, per-signal shifts.
 # 3: `relative_increase` (a fraction) became `error_change_pct` (percent, the unit of the
 #    relative_increase detector's statistic); adwin's statistic is the change of its mean
@@ -218,11 +220,17 @@ class IncidentEvent(BaseModel):
         None,
         description="For resolved: recovered (no detector of the question fired or stayed "
         "in an episode for FRAMEDRIFT_INCIDENT_HOLD_DOWN_S seconds of the source's event "
-        "time; for stopped: it sent a frame again), or an operator's command: accepted (the source's new normal), rolled_back "
-        "(its previous normal brought back), reset (its detectors restarted), the trigger "
-        "then being the command record (its event_id the command id); null otherwise.",
+        "time; for stopped: it sent a frame again), or an operator's command: accepted "
+        "(the source's new normal), rolled_back (its previous normal brought back), "
+        "reset (its detectors restarted), the trigger then being the command record (its "
+        "event_id the command id); null otherwise.",
     )
     source_id: str
+    labels: SourceLabels = Field(
+        default_factory=dict,
+        description="The source's labels when the transition happened (the latest its "
+        "events carried).",
+    )
     question: IncidentQuestion
     detectors: list[DetectorName | Literal["silence"]] = Field(
         description="Every detector that fired, in order (`silence` for stopped)."

@@ -33,6 +33,24 @@ SourceId = Annotated[
 ]
 
 
+# A source's labels (site, model, firmware...): named as Prometheus names labels, so they
+# pass to Alertmanager as they are; few and short, as they ride on every event and state.
+LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$"
+MAX_LABELS = 16
+SourceLabels = Annotated[
+    dict[
+        Annotated[str, Field(pattern=LABEL_NAME_PATTERN)],
+        Annotated[str, Field(min_length=1, max_length=128)],
+    ],
+    Field(
+        max_length=MAX_LABELS,
+        description="The source's labels, e.g. {'site': 'north', 'model': 'cam-x2'}: at "
+        "most 16, names as Prometheus label names, values 1 to 128 characters. The latest "
+        "an event carries are the source's; an event without them changes nothing.",
+    ),
+]
+
+
 class ImagePayload(BaseModel):
     """One image. `raw` is a C-ordered array: uint8 in 0..255 or float32 in [0, 1]."""
 
@@ -68,6 +86,7 @@ class ImageEvent(BaseModel):
     labels: dict[str, str] | None = Field(
         default=None, description="Optional ground truth, e.g. {'class': '7'}."
     )
+    source_labels: SourceLabels | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -86,3 +105,8 @@ class BinaryEventHeaders(BaseModel):
     encoding: ImageEncoding
     shape: str | None = Field(default=None, pattern=r"^\d+,\d+(,\d+)?$")
     dtype: RawDtype | None = None
+    source_labels: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The source's labels as a JSON object (see ImageEvent.source_labels).",
+    )

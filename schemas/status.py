@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from framedrift.schemas.events import SourceId
+from framedrift.schemas.events import SourceId, SourceLabels
 
 STATUS_SCHEMA_VERSION = 1
 
@@ -32,6 +32,7 @@ class SourceStatus(BaseModel):
 
     schema_version: Literal[1] = STATUS_SCHEMA_VERSION
     source_id: SourceId
+    labels: SourceLabels = Field(default_factory=dict, description="The source's labels.")
     condition: Condition
     summary: str = Field(
         description="For people: what is open, why it is silenced, or how "

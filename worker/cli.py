@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from framedrift.worker.usage import UsageError
 
 if TYPE_CHECKING:
+    from framedrift.schemas.status import SourceStatus
     from framedrift.worker.detection.calibration import Calibration
     from framedrift.worker.model.artifact import ModelArtifact
     from framedrift.worker.ops.settings import Settings
@@ -234,12 +235,19 @@ def _operate(args: argparse.Namespace) -> int:
         silence_for = parse_duration(args.duration) if args.command == "silence" else None
     except ValueError as error:
         raise UsageError(f"silence --for: {error}") from error
+    sources = list(args.sources)
+    if getattr(args, "labels", None):
+        sources += [s.source_id for s in _fleet(args.labels) if s.source_id not in sources]
+        if not sources:
+            raise UsageError(f"{args.command}: no source in the store has {_shown(args.labels)}")
+    if not sources:
+        raise UsageError(f"{args.command}: name a SOURCE (or --label for silence)")
     try:
         commands = [
             new_command(
                 args.command, source, args.reason, args.by or default_operator(), silence_for
             )
-            for source in args.sources
+            for source in sources
         ]
     except ValueError as error:  # pydantic's: a source id or reason out of bounds
         raise UsageError(f"{args.command}: {error}") from error
@@ -270,10 +278,11 @@ def _operate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _fleet(labels: dict[str, str]) -> list[SourceStatus]:
+    """Every source's status from the store, those with all of `labels` only."""
     from framedrift.worker.model.artifact import ModelArtifact
     from framedrift.worker.stream.assembly import state_store
-    from framedrift.worker.stream.fleet_status import render, source_status
+    from framedrift.worker.stream.fleet_status import source_status
     from framedrift.worker.stream.state_store import StoreUnavailable
 
     settings = _settings()
@@ -281,11 +290,25 @@ def _status(args: argparse.Namespace) -> int:
     try:
         states = store.load_all_sources()
     except StoreUnavailable as error:
-        raise UsageError(f"status: Redis at {settings.redis_url}: {error}") from error
-    statuses = [
+        raise UsageError(f"Redis at {settings.redis_url}: {error}") from error
+    return [
         source_status(source, state)
         for source, state in states.items()
-        if not args.sources or source in args.sources
+        if labels.items() <= state.labels.items()
+    ]
+
+
+def _shown(labels: dict[str, str]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in labels.items())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from framedrift.worker.stream.fleet_status import render
+
+    statuses = [
+        status
+        for status in _fleet(args.labels)
+        if not args.sources or status.source_id in args.sources
     ]
     print(render(statuses, as_json=args.json))
     return 0
@@ -329,6 +352,23 @@ OPERATOR_COMMANDS = {
     "silence": "announce no new incident of SOURCE for a while (maintenance)",
     "reset": "restart every detector of SOURCE, closing its open incidents",
 }
+
+
+def _label(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+class _Labels(argparse.Action):
+    """Repeated --label NAME=VALUE options into one dict."""
+
+    def __call__(self, parser, namespace, value, option_string=None):  # type: ignore[no-untyped-def]
+        labels = dict(getattr(namespace, self.dest) or {})
+        name, text = value
+        labels[name] = text
+        setattr(namespace, self.dest, labels)
 
 
 def _positive_int(text: str) -> int:
@@ -416,11 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("sources", nargs="*", help="only these sources (default: all)")
     status.add_argument("--json", action="store_true", help="one JSON object per source")
+    status.add_argument(
+        "--label",
+        dest="labels",
+        type=_label,
+        action=_Labels,
+        default={},
+        metavar="NAME=VALUE",
+        help="only sources with this label (repeat: all of them)",
+    )
     status.set_defaults(handler=_status)
 
     for name, description in OPERATOR_COMMANDS.items():
         operate = commands.add_parser(name, help=description)
-        operate.add_argument("sources", nargs="+", metavar="SOURCE")
+        operate.add_argument("sources", nargs="*" if name == "silence" else "+", metavar="SOURCE")
         operate.add_argument("--reason", required=True, help="why, for the source's history")
         operate.add_argument("--by", default=None, help="who (default: user@host)")
         if name == "silence":
@@ -429,6 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
                 dest="duration",
                 required=True,
                 help="how long: 90s, 15m, 2h, 1d (0s lifts a silence)",
+            )
+            operate.add_argument(
+                "--label",
+                dest="labels",
+                type=_label,
+                action=_Labels,
+                default={},
+                metavar="NAME=VALUE",
+                help="also every source in the store with this label (repeat: all of them)",
             )
         operate.set_defaults(handler=_operate)
 

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from framedrift.producers.events import image_event_record
 from framedrift.producers.stream import StreamPlan
 from framedrift.worker.ops.settings import settings_from_env
 from framedrift.worker.stream.assembly import build_worker
@@ -131,6 +132,15 @@ def test_the_command_line_sends_a_command_and_status_shows_its_effect(
 ) -> None:
     """`framedrift accept` as an operator types it; `framedrift status` as they read it."""
     sent = stack.produce(StreamPlan(sources=2, events_per_source=100, seed=14), stream_images)
+    labelled = image_event_record(
+        stream_images.images[0],
+        "camera-000",
+        "camera-000-labelled",
+        datetime.now(UTC),
+        "binary",
+        source_labels={"site": "north"},
+    )
+    stack.produce_raw([(labelled.key, labelled.value, labelled.headers)])
 
     def framedrift(*arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -148,8 +158,18 @@ def test_the_command_line_sends_a_command_and_status_shows_its_effect(
     assert refused.returncode == 2 and "not a duration like 90s" in refused.stderr
 
     worker = stack.start_worker()
-    stack.wait_until_committed(sum(sent.values()) + 1)
+    stack.wait_until_committed(sum(sent.values()) + 2)
+    # Silence by label: the sources the store knows with it, one command each.
+    silenced = framedrift("silence", "--label", "site=north", "--for", "1h", "--reason", "storm")
+    assert silenced.returncode == 0, silenced.stderr
+    assert "silence camera-000: sent as" in silenced.stdout
+    assert "camera-001" not in silenced.stdout
+    stack.wait_until_committed(sum(sent.values()) + 3)
     assert worker.terminate() == 0
+    north = framedrift("status", "--label", "site=north", "--json")
+    (only,) = [json.loads(line) for line in north.stdout.splitlines()]
+    assert (only["source_id"], only["labels"]) == ("camera-000", {"site": "north"})
+    assert "silence by" in only["last_command"]
     status = framedrift("status", "--json")
     assert status.returncode == 0, status.stderr
     lines = {line["source_id"]: line for line in map(json.loads, status.stdout.splitlines())}

@@ -322,3 +322,37 @@ def test_every_visible_ascii_character_is_allowed_in_a_source_id() -> None:
     source_id = "".join(chr(code) for code in range(0x21, 0x7F))
     value, headers = binary_record(source_id)
     assert decode_record(source_id.encode(), value, headers, LIMITS).source_id == source_id
+
+
+@pytest.mark.parametrize("value_format", ["json", "binary"])
+def test_a_source_s_labels_travel_in_either_format(value_format: str) -> None:
+    labels = {"site": "north", "model": "cam-x2"}
+    record = image_event_record(
+        np.full((16, 16), 7, np.uint8),
+        "cam-1",
+        "e1",
+        datetime.now(UTC),
+        value_format,  # type: ignore[arg-type]
+        source_labels=labels,
+    )
+    assert decode_record(record.key, record.value, record.headers, LIMITS).source_labels == labels
+    plain = image_event_record(np.full((16, 16), 7, np.uint8), "cam-1", "e1", datetime.now(UTC))
+    assert decode_record(plain.key, plain.value, plain.headers, LIMITS).source_labels == {}
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        '{"1site": "north"}',
+        '{"site": ""}',
+        "not json",
+        json.dumps({f"l{i}": "x" for i in range(17)}),
+    ],
+)
+def test_bad_source_labels_are_refused_with_their_reason(labels: str) -> None:
+    record = image_event_record(
+        np.full((16, 16), 7, np.uint8), "cam-1", "e1", datetime.now(UTC), "binary"
+    )
+    headers = [*record.headers, ("source_labels", labels.encode())]
+    with pytest.raises(MalformedEvent, match="source_labels"):
+        decode_record(record.key, record.value, headers, LIMITS)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 
 import numpy as np
 import structlog
+from kafka.consumer.fetcher import ConsumerRecord
 
+from framedrift.producers.events import image_event_record
 from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.decoding import DecodingLimits
 from framedrift.worker.stream.memory_store import InMemoryStateStore
@@ -18,6 +21,7 @@ from tests.state_blobs import pickle_naming, signed_blob
 from tests.stream_fakes import (
     TOPIC,
     FakeScorer,
+    consumer_record,
     image_records,
     junk_record,
 )
@@ -115,3 +119,27 @@ def test_a_source_is_counted_on_its_home_partition_and_dead_lettered_from_any_ot
     strays = [(dead.record.partition, type(dead.error).__name__) for dead in outcome.dead_letters]
     assert strays == [(1, "SourceOnAnotherPartition")] * 3
     assert outcome.last_offsets == {0: 12, 1: 2}
+
+
+def test_a_source_keeps_the_labels_its_events_last_carried_and_its_incidents_carry_them(
+    rng: np.random.Generator,
+) -> None:
+    def labelled(offset: int, labels: dict[str, str] | None) -> ConsumerRecord:
+        event = image_event_record(
+            np.full((28, 28), 90, np.uint8),
+            "cam-1",
+            f"e{offset}",
+            datetime.now(UTC),
+            "binary",
+            source_labels=labels,
+        )
+        return consumer_record(offset, event.key, event.value, event.headers)
+
+    records = [labelled(0, {"site": "north"}), *[labelled(i, None) for i in range(1, 30)]]
+    outcome = processor(InMemoryStateStore(StateCodec(KEY)), rng, [3.0] * 30).process(
+        records, {0: None}
+    )
+    assert outcome.states["cam-1"].labels == {"site": "north"}, "unlabelled events keep them"
+    assert outcome.incident_events, "the drifted batch opens an incident"
+    assert all(event.labels == {"site": "north"} for event in outcome.incident_events)
+    assert outcome.statuses["cam-1"].labels == {"site": "north"}

@@ -199,6 +199,7 @@ class SourceState:
     )
     operator: OperatorState = field(default_factory=OperatorState)  # `operator.py`
     cadence: Cadence = field(default_factory=Cadence)  # `cadence.py`
+    labels: dict[str, str] = field(default_factory=dict)  # the latest its events carried
 
     @property
     def liveness(self) -> Liveness:
@@ -231,6 +232,7 @@ class SourceState:
             "incidents": {question: self.incidents[question].to_state() for question in QUESTIONS},
             "operator": self.operator.to_state(),
             "cadence": self.cadence.to_state(),
+            "labels": dict(self.labels),
         }
 
     @classmethod
@@ -263,7 +265,19 @@ class SourceState:
                 fields.part("operator"), own_normal.parameters.reference_size
             ),
             cadence=Cadence.from_state(fields.part("cadence")),
+            labels=_labels_from_state(fields.part("labels")),
         )
+
+
+# The most labels a source keeps (`schemas.events.MAX_LABELS`, which its events are held to).
+_MOST_LABELS = 16
+
+
+def _labels_from_state(fields: StateFields) -> dict[str, str]:
+    names = fields.names()
+    if len(names) > _MOST_LABELS:
+        raise MalformedState(f"{len(names)} labels, at most {_MOST_LABELS}")
+    return {name: fields.text(name) for name in names}
 
 
 class SourceMonitor:

@@ -127,9 +127,14 @@ def build_alert(
 
 
 def build_incident_event(
-    source_id: str, question: str, transition: Transition, model_version: str
+    source_id: str,
+    question: str,
+    transition: Transition,
+    model_version: str,
+    labels: dict[str, str] | None = None,
 ) -> IncidentEvent:
-    """The document of one incident transition (`detection/incident.py`)."""
+    """The document of one incident transition (`detection/incident.py`), with the
+    source's labels as they stand."""
     incident = transition.incident
     identity = incident_id(source_id, question, incident.opened_partition, incident.opened_offset)
     return IncidentEvent(
@@ -140,6 +145,7 @@ def build_incident_event(
         transition=transition.kind,
         resolution=transition.resolution,
         source_id=source_id,
+        labels=dict(labels or {}),
         question=question,  # type: ignore[arg-type]
         detectors=incident.detectors,  # type: ignore[arg-type]
         signals=incident.signals,

@@ -14,22 +14,24 @@ import io
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 from PIL import Image
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from framedrift.schemas.events import (
     EVENT_SCHEMA_VERSION,
     BinaryEventHeaders,
     ImageEvent,
     ImagePayload,
+    SourceLabels,
 )
 from framedrift.worker.detection.frame_quality import MIN_SIDE
 
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
+_SOURCE_LABELS: TypeAdapter[dict[str, str]] = TypeAdapter(SourceLabels)
 # JPEG frames at least twice this long are decoded at the smallest DCT scale (1/2, 1/4
 # or 1/8: libjpeg's scaled decoding, through Pillow's draft mode) that keeps their
 # longest side this long or longer: a 1920×1080 frame as 960×540, a 3840×2160 one as
@@ -98,6 +100,7 @@ class DecodedEvent:
     source_id: str
     timestamp: datetime
     image: np.ndarray  # (H, W) or (H, W, C); uint8, or float32 in [0, 1]
+    source_labels: dict[str, str] = field(default_factory=dict)  # none sent: empty
 
 
 def _refusal(error: ValidationError, prefix: str = "") -> InvalidEvent:
@@ -174,7 +177,9 @@ def _decode_json(value: bytes, limits: DecodingLimits) -> DecodedEvent:
     except (binascii.Error, ValueError) as error:
         raise UndecodableImage(f"image.data is not valid base64: {error}") from None
     image = decode_image(image_bytes, event.image, limits)
-    return DecodedEvent(event.event_id, event.source_id, event.timestamp, image)
+    return DecodedEvent(
+        event.event_id, event.source_id, event.timestamp, image, event.source_labels or {}
+    )
 
 
 def _decode_binary(
@@ -199,8 +204,14 @@ def _decode_binary(
         payload = ImagePayload(encoding=headers.encoding, data="", shape=shape, dtype=headers.dtype)
     except ValidationError as error:
         raise _refusal(error, "headers: ") from None
+    labels = {}
+    if headers.source_labels is not None:
+        try:
+            labels = _SOURCE_LABELS.validate_json(headers.source_labels)
+        except ValidationError as error:
+            raise _refusal(error, "headers: source_labels: ") from None
     image = decode_image(value, payload, limits)
-    return DecodedEvent(headers.event_id, headers.source_id, headers.timestamp, image)
+    return DecodedEvent(headers.event_id, headers.source_id, headers.timestamp, image, labels)
 
 
 def decode_image(data: bytes, payload: ImagePayload, limits: DecodingLimits) -> np.ndarray:

@@ -59,6 +59,7 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
         )
     return SourceStatus(
         source_id=source_id,
+        labels=state.labels,
         condition=condition,
         summary=summary,
         open_incidents=[
@@ -80,7 +81,14 @@ def status_changed(before: SourceStatus | None, after: SourceStatus) -> bool:
     every frame and are no news."""
     if before is None:
         return True
-    news = ("condition", "open_incidents", "silenced_until", "reference_version", "last_command")
+    news = (
+        "condition",
+        "open_incidents",
+        "silenced_until",
+        "reference_version",
+        "last_command",
+        "labels",
+    )
     return any(getattr(before, name) != getattr(after, name) for name in news)
 
 

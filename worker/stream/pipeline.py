@@ -369,6 +369,8 @@ class BatchProcessor:
                 else:
                     row = row_of[id(item)]
                     event = item.event
+                    if event.source_labels:
+                        state.labels = dict(event.source_labels)
                     position = EventRef(
                         event.event_id, record.partition, record.offset, event.timestamp.timestamp()
                     )
@@ -384,7 +386,9 @@ class BatchProcessor:
                     transitions = monitor.follow_incidents(position, firings, evidence)
                 for question, transition in transitions:
                     outcome.incident_events.append(
-                        build_incident_event(source_id, question, transition, self.model_version)
+                        build_incident_event(
+                            source_id, question, transition, self.model_version, state.labels
+                        )
                     )
             outcome.states[source_id] = state
             outcome.liveness[source_id] = (
