@@ -1,5 +1,5 @@
 """The contract between framedrift and the outside: input events, operator commands,
-incidents, source statuses, dead letters.
+incidents, fleet incidents, source statuses, dead letters.
 
 This package imports nothing of the project. The JSON Schema files in `schemas/json/`
 are generated from these models by `framedrift schema` and committed.
@@ -21,6 +21,7 @@ from framedrift.schemas.events import (
     ImageEvent,
     ImagePayload,
 )
+from framedrift.schemas.fleet import FleetIncidentEvent
 from framedrift.schemas.status import SourceStatus
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "BinaryEventHeaders",
     "DeadLetterHeaders",
     "DriftAlert",
+    "FleetIncidentEvent",
     "ImageEvent",
     "ImagePayload",
     "IncidentEvent",

@@ -10,6 +10,7 @@ from framedrift.schemas.alerts import IncidentEvent
 from framedrift.schemas.commands import OperatorCommand
 from framedrift.schemas.dead_letters import DeadLetterHeaders
 from framedrift.schemas.events import BinaryEventHeaders, ImageEvent
+from framedrift.schemas.fleet import FleetIncidentEvent
 from framedrift.schemas.status import SourceStatus
 
 SCHEMA_DIR = Path(__file__).parent / "json"
@@ -22,6 +23,7 @@ SCHEMA_FILES = {
     "dead-letter-headers.schema.json": DeadLetterHeaders,
     "operator-command.schema.json": OperatorCommand,
     "source-status.schema.json": SourceStatus,
+    "fleet-incident-event.schema.json": FleetIncidentEvent,
 }
 
 

@@ -1,7 +1,7 @@
 """The `framedrift` command: models, the worker, the fleet's status and operators' commands.
 
 Subcommands: train, calibrate, budget, produce, worker, status, accept, rollback, silence,
-reset, demo, evaluate, seeds, schema.
+reset, fleet, demo, evaluate, seeds, schema.
 
 This is the composition root. With the evaluation commands, it is the only code under
 `worker/` that reaches into `producers/` and `deploy/`, and it imports them inside the
@@ -254,9 +254,7 @@ def _operate(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         producer = KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
-            acks="all",
-            bootstrap_timeout_ms=5000,
+            **settings.kafka_client_options(), acks="all", bootstrap_timeout_ms=5000
         )
     except KafkaError as error:
         raise UsageError(
@@ -330,6 +328,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return evaluate.main(args.arguments)
 
 
+def _fleet_grouping(args: argparse.Namespace) -> int:
+    from framedrift.worker.stream import fleet_grouping
+
+    return fleet_grouping.main(args.arguments)
+
+
 def _seeds(args: argparse.Namespace) -> int:
     from framedrift.worker.evaluation import seeds
 
@@ -342,6 +346,7 @@ DELEGATED_COMMANDS = {
     "produce": (_produce, "stream dataset images as events, with drift"),
     "evaluate": (_evaluate, "detection delays and false alarms over replayed scenarios"),
     "seeds": (_seeds, "rerun the seed documents' experiments, our figures beside theirs"),
+    "fleet": (_fleet_grouping, "group incidents of sources sharing a label into fleet incidents"),
 }
 
 
@@ -496,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train even if the demo model exists")
     demo.set_defaults(handler=_demo)
 
+    _add_delegated(commands, "fleet")
     _add_delegated(commands, "evaluate")
     _add_delegated(commands, "seeds")
 

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     # Empty: no status topic. Off by default: the worker creates no topic, and publishing
     # to one that does not exist would hold every partition back.
     status_topic: str = ""
+    # `framedrift fleet` (`stream/fleet_grouping.py`): where fleet incidents go, which
+    # labels group sources, how many sources make a storm, within how many seconds.
+    fleet_topic: str = Field("fleet-incidents", min_length=1)
+    fleet_group_by: str = Field(
+        "site", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*(,[a-zA-Z_][a-zA-Z0-9_]*)*$"
+    )
+    fleet_threshold: int = Field(5, ge=2, le=100_000)
+    fleet_window_s: float = Field(300.0, gt=0.0, le=7 * 24 * 3600.0)
     group_id: str = Field("framedrift", min_length=1)
     # 6 s is Apache Kafka's smallest allowed session timeout. With it a member joins a
     # Tansu group in ~3 s; at kafka-python's 10 s default the join takes ~23 s there.
