@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from framedrift.worker.ops import metrics
 from framedrift.worker.ops.metrics import REGISTRY
 
 
@@ -35,6 +36,7 @@ class Readiness:
     def polled(self) -> None:
         with self._lock:
             self.last_poll = time.monotonic()
+        metrics.LAST_SUCCESSFUL_POLL.set(time.time())
 
     def set_redis(self, ok: bool) -> None:
         with self._lock:

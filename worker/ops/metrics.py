@@ -64,6 +64,12 @@ LAG = Gauge(
     "Records behind the high-water mark, all assigned partitions.",
     registry=REGISTRY,
 )
+LAST_SUCCESSFUL_POLL = Gauge(
+    "framedrift_last_successful_poll_timestamp_seconds",
+    "Unix time of the last poll of Kafka that succeeded (records or not): a worker that "
+    "cannot reach its brokers stops moving it.",
+    registry=REGISTRY,
+)
 ASSIGNED_PARTITIONS = Gauge(
     "framedrift_assigned_partitions", "Partitions owned.", registry=REGISTRY
 )
