@@ -118,8 +118,12 @@ def test_a_silence_holds_through_rebalances(stack: Stack, stream_images) -> None
     events = [json.loads(r.value) for r in stack.read_topic(stack.alerts_topic, timeout=5)]
     by_source = {event["source_id"] for event in events}
     assert by_source == {"camera-002"}, "the silenced camera raised something"
-    transitions = [event["transition"] for event in events]
-    assert transitions[0] == "opened" and transitions[-1] == "resolved"
+    # One incident, opened once and resolved once, though its partition moved twice (a
+    # transition re-sent by the partition's next owner carries the id it had).
+    transitions = {event["event_id"]: event["transition"] for event in events}
+    assert sorted(transitions.values()).count("opened") == 1
+    assert sorted(transitions.values()).count("resolved") == 1
+    assert len({event["incident_id"] for event in events}) == 1
     states = stack.state_store().load_all_sources()
     assert stack.counts_in_redis() == sent
     operator = states["camera-001"].operator
