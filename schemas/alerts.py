@@ -216,13 +216,14 @@ class IncidentEvent(BaseModel):
         description="opened: the first detector fired; updated: another detector or a "
         "frame-wide signal joined, or the severity doubled; resolved: see `resolution`."
     )
-    resolution: Literal["recovered", "accepted", "rolled_back", "reset"] | None = Field(
+    resolution: Literal["recovered", "accepted", "rolled_back", "reset", "retired"] | None = Field(
         None,
         description="For resolved: recovered (no detector of the question fired or stayed "
         "in an episode for FRAMEDRIFT_INCIDENT_HOLD_DOWN_S seconds of the source's event "
         "time; for stopped: it sent a frame again), or an operator's command: accepted "
         "(the source's new normal), rolled_back (its previous normal brought back), "
-        "reset (its detectors restarted), the trigger then being the command record (its "
+        "reset (its detectors restarted), retired (the source retired), the trigger then "
+        "being the command record (its "
         "event_id the command id); null otherwise.",
     )
     source_id: str

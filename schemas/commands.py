@@ -21,7 +21,7 @@ COMMAND_SCHEMA_VERSION = 1
 # A record carrying this header (its value the command schema version) is a command.
 COMMAND_HEADER = "framedrift_command"
 
-CommandKind = Literal["accept", "rollback", "silence", "reset"]
+CommandKind = Literal["accept", "rollback", "silence", "reset", "retire"]
 
 
 class OperatorCommand(BaseModel):
@@ -41,7 +41,9 @@ class OperatorCommand(BaseModel):
         "changed incident resolves as accepted). rollback: back to the previous normal. "
         "silence: publish none of its incidents until `silence_until` (an earlier time "
         "lifts a silence). reset: every detector of the source starts again, its open "
-        "incidents resolve as reset."
+        "incidents resolve as reset. retire: the source is gone; its open incidents "
+        "resolve as retired and the status topic gets its tombstone (a frame from it "
+        "brings it back)."
     )
     source_id: SourceId
     issued_by: str = Field(min_length=1, max_length=128, description="Who: a person or a tool.")

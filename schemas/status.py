@@ -20,9 +20,10 @@ from framedrift.schemas.events import SourceId, SourceLabels
 STATUS_SCHEMA_VERSION = 1
 
 # Most urgent first: an open incident pages someone; a silence hides one; a source still
-# learning its normal cannot yet say it changed.
-Condition = Literal["incident", "silenced", "warming_up", "healthy"]
-CONDITIONS: tuple[Condition, ...] = ("incident", "silenced", "warming_up", "healthy")
+# learning its normal cannot yet say it changed; a retired one is gone (on the status
+# topic: a tombstone).
+Condition = Literal["incident", "silenced", "warming_up", "healthy", "retired"]
+CONDITIONS: tuple[Condition, ...] = ("incident", "silenced", "warming_up", "healthy", "retired")
 
 
 class SourceStatus(BaseModel):

@@ -356,6 +356,7 @@ OPERATOR_COMMANDS = {
     "rollback": "back to SOURCE's previous normal, before the last accept",
     "silence": "announce no new incident of SOURCE for a while (maintenance)",
     "reset": "restart every detector of SOURCE, closing its open incidents",
+    "retire": "SOURCE is gone: close its incidents, drop it from the status topic",
 }
 
 

@@ -71,7 +71,7 @@ def test_the_table_puts_incidents_first_oldest_first_and_shows_the_last_command(
     assert any(
         "last command: accept by alice@ops" in line and "new mounting" in line for line in lines
     )
-    assert lines[-1] == "2 incident, 0 silenced, 0 warming_up, 1 healthy"
+    assert lines[-1] == "2 incident, 0 silenced, 0 warming_up, 1 healthy, 0 retired"
     as_json = [json.loads(line) for line in render(statuses, as_json=True).splitlines()]
     assert [entry["source_id"] for entry in as_json] == ["o", "n", "h"]
 

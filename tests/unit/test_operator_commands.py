@@ -20,7 +20,11 @@ from framedrift.worker.detection.monitor import (
 )
 from framedrift.worker.detection.operator import HISTORY_KEPT, Command
 from framedrift.worker.detection.plain_state import StateFields
+from framedrift.worker.ops.health import Readiness
+from framedrift.worker.ops.settings import Settings
+from framedrift.worker.stream.checkpoint import Checkpointer
 from framedrift.worker.stream.decoding import DecodingLimits
+from framedrift.worker.stream.fleet_status import source_status
 from framedrift.worker.stream.memory_store import InMemoryStateStore
 from framedrift.worker.stream.operator_commands import (
     InvalidCommand,
@@ -32,7 +36,14 @@ from framedrift.worker.stream.operator_commands import (
 from framedrift.worker.stream.pipeline import BatchProcessor
 from framedrift.worker.stream.state_codec import StateCodec
 from tests.detector_fixtures import synthetic_config, synthetic_scores
-from tests.stream_fakes import FakeScorer, consumer_record, image_records
+from tests.stream_fakes import (
+    TOPIC,
+    FakeConsumer,
+    FakeProducer,
+    FakeScorer,
+    consumer_record,
+    image_records,
+)
 from tests.unit.test_own_normal import Camera
 
 # A short own-normal warm-up (512 frames: a reference frame every 4th) and hold-down.
@@ -278,3 +289,36 @@ def test_the_batch_applies_a_command_between_the_frames_it_sits_between(
     # frames' own time, which these test frames take from the clock too.
     assert state.operator.silenced_at(datetime.now(UTC).timestamp())
     assert processor.process(records, {0: 6}).commands_applied == []
+
+
+def test_retire_closes_the_sources_incidents_and_its_next_frame_brings_it_back() -> None:
+    source = Source()
+    source.frames(WARM)
+    source.frames(40, light=0.6)
+    entry, found = source.command("retire")
+    assert entry is not None and entry.outcome.startswith("retired")
+    assert [(q, t.resolution) for q, t in found] == [(CHANGED, "retired")]
+    assert source_status("cam", source.state).condition == "retired"
+    assert source.state.liveness.deadline(CONFIG.stopped_after_s) is None, "never judged stopped"
+    source.frames(1)
+    assert not source.state.operator.retired
+    assert source_status("cam", source.state).condition == "warming_up"
+
+
+def test_a_retired_source_s_status_record_is_a_tombstone(rng: np.random.Generator) -> None:
+    store = InMemoryStateStore(StateCodec(b"k" * 32))
+    processor = BatchProcessor(
+        FakeScorer(rng), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae-test"
+    )
+    key, value, headers = command_record(new_command("retire", "cam-1", "removed", "erin"))
+    records = [*image_records("cam-1", range(3)), consumer_record(3, key, value, headers)]
+    claims = store.claim_partitions(TOPIC, [0])
+    outcome = processor.process(records, {0: None})
+    assert outcome.statuses["cam-1"].condition == "retired"
+    producer = FakeProducer()
+    settings = Settings(input_topic=TOPIC, status_topic="source-status")
+    Checkpointer(
+        settings, producer, FakeConsumer([0], []), store, Readiness(10.0), lambda: False
+    ).checkpoint(outcome, claims)
+    (tombstone,) = [sent for sent in producer.sent if sent.topic == "source-status"]
+    assert (tombstone.key, tombstone.value) == (b"cam-1", None)

@@ -46,8 +46,8 @@ __all__ = [
 TransitionKind = Literal["opened", "updated", "resolved"]
 # recovered: quiet for the hold-down; accepted: an operator accepted the source's new
 # normal; rolled_back: an operator brought back its previous normal; reset: an operator
-# restarted its detectors.
-Resolution = Literal["recovered", "accepted", "rolled_back", "reset"]
+# restarted its detectors; retired: an operator retired the source.
+Resolution = Literal["recovered", "accepted", "rolled_back", "reset", "retired"]
 
 # An open incident is announced again when its severity reaches this multiple of the
 # severity last announced: a doubling is news, a wobble is not.

@@ -296,6 +296,7 @@ class SourceMonitor:
         """One image: every detector's firings. With the `frame`'s quality signals and
         per-tile errors, the changed question runs too."""
         state, reference = self.state, self.config.reference
+        state.operator.retired = False  # it sends: it is back
         state.cadence.observe(event.timestamp)
         state.stats.update(image.error)
         state.outliers += image.error > self.config.outlier_threshold
@@ -415,6 +416,16 @@ class SourceMonitor:
             else:
                 operator.silenced_until, operator.silence_reason = None, ""
                 outcome = "silence lifted"
+        elif command.kind == "retire":
+            fresh = SourceState.fresh(self.config)
+            self.state.window, self.state.own_normal = fresh.window, fresh.own_normal
+            self.state.detectors = fresh.detectors
+            # No pace, no deadline: a retired source is never judged stopped.
+            self.state.cadence = Cadence()
+            operator.retired = True
+            operator.silenced_until, operator.silence_reason = None, ""
+            resolutions = dict.fromkeys(QUESTIONS, "retired")
+            outcome = "retired: its incidents closed, its status removed"
         else:  # reset
             fresh = SourceState.fresh(self.config)
             self.state.window, self.state.own_normal = fresh.window, fresh.own_normal

@@ -18,8 +18,8 @@ from framedrift.worker.detection.plain_state import MalformedState, PlainState, 
 
 __all__ = ["HISTORY_KEPT", "KINDS", "AuditEntry", "Command", "OperatorState"]
 
-CommandKind = Literal["accept", "rollback", "silence", "reset"]
-KINDS: tuple[CommandKind, ...] = ("accept", "rollback", "silence", "reset")
+CommandKind = Literal["accept", "rollback", "silence", "reset", "retire"]
+KINDS: tuple[CommandKind, ...] = ("accept", "rollback", "silence", "reset", "retire")
 # The newest commands a source's history keeps, and so recognises again by id: a retry
 # of an older one would be applied again (producers retry within seconds, not after 32
 # further commands on the same source).
@@ -100,6 +100,7 @@ class OperatorState:
     previous_version: int = 0
     silenced_until: float | None = None  # event time, epoch seconds
     silence_reason: str = ""
+    retired: bool = False  # an operator retired it; its next frame brings it back
     history: list[AuditEntry] = field(default_factory=list)  # oldest first
 
     def silenced_at(self, timestamp: float) -> bool:
@@ -116,6 +117,7 @@ class OperatorState:
             "reference_version": int(self.reference_version),
             "previous_version": int(self.previous_version),
             "silence_reason": self.silence_reason,
+            "retired": bool(self.retired),
             "history": {str(index): entry.to_state() for index, entry in enumerate(self.history)},
         }
         if self.previous_reference is not None:
@@ -141,5 +143,6 @@ class OperatorState:
             previous_version=fields.integer("previous_version", low=0),
             silenced_until=fields.number("silenced_until") if "silenced_until" in names else None,
             silence_reason=fields.text("silence_reason"),
+            retired=fields.boolean("retired"),
             history=[AuditEntry.from_state(history.part(name)) for name in entries],
         )

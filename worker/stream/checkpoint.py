@@ -225,11 +225,13 @@ class Checkpointer:
             pending.append((event.trigger.partition, _sent(send)))
         if self.settings.status_topic:
             for source_id, status in outcome.statuses.items():
+                # A retired source's record is a tombstone: compaction forgets it.
+                retired = status.condition == "retired"
                 send = functools.partial(
                     self.producer.send,
                     self.settings.status_topic,
                     key=source_id.encode(),
-                    value=status.model_dump_json().encode(),
+                    value=None if retired else status.model_dump_json().encode(),
                 )
                 pending.append((outcome.source_partitions[source_id], _sent(send)))
         failed_at = datetime.now(UTC)

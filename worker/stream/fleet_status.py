@@ -29,7 +29,9 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
     latest = state.window.latest_timestamp
     silenced = latest is not None and operator.silenced_at(latest)
     silenced_until = operator.silenced_until if silenced else None
-    if open_incidents:
+    if operator.retired:
+        condition, summary = "retired", "retired by an operator; a frame brings it back"
+    elif open_incidents:
         condition = "incident"
         summary = "; ".join(
             f"{question}: {', '.join(incident.detectors + incident.signals)}"
