@@ -10,10 +10,9 @@ command from an image event.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from framedrift.schemas.events import SourceId
 
@@ -47,9 +46,9 @@ class OperatorCommand(BaseModel):
     )
     source_id: SourceId
     issued_by: str = Field(min_length=1, max_length=128, description="Who: a person or a tool.")
-    issued_at: datetime
+    issued_at: AwareDatetime  # with its zone: every worker reads the same instant
     reason: str = Field(min_length=1, max_length=1024, description="Why, for the audit trail.")
-    silence_until: datetime | None = Field(
+    silence_until: AwareDatetime | None = Field(
         None,
         description="For silence: until when, compared with the source's own event times.",
     )

@@ -1,7 +1,7 @@
 """The `framedrift` command: models, the worker, the fleet's status and operators' commands.
 
 Subcommands: train, calibrate, budget, produce, worker, status, accept, rollback, silence,
-reset, fleet, demo, evaluate, seeds, schema.
+reset, retire, fleet, alertmanager, demo, evaluate, seeds, schema.
 
 This is the composition root. With the evaluation commands, it is the only code under
 `worker/` that reaches into `producers/` and `deploy/`, and it imports them inside the
@@ -328,6 +328,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return evaluate.main(args.arguments)
 
 
+def _alertmanager(args: argparse.Namespace) -> int:
+    from framedrift.worker.stream import alertmanager
+
+    return alertmanager.main(args.arguments)
+
+
 def _fleet_grouping(args: argparse.Namespace) -> int:
     from framedrift.worker.stream import fleet_grouping
 
@@ -347,6 +353,7 @@ DELEGATED_COMMANDS = {
     "evaluate": (_evaluate, "detection delays and false alarms over replayed scenarios"),
     "seeds": (_seeds, "rerun the seed documents' experiments, our figures beside theirs"),
     "fleet": (_fleet_grouping, "group incidents of sources sharing a label into fleet incidents"),
+    "alertmanager": (_alertmanager, "post incidents to Prometheus Alertmanager (API v2)"),
 }
 
 
@@ -503,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     _add_delegated(commands, "fleet")
+    _add_delegated(commands, "alertmanager")
     _add_delegated(commands, "evaluate")
     _add_delegated(commands, "seeds")
 

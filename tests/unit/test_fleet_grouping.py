@@ -95,3 +95,15 @@ def test_the_same_incidents_read_again_make_the_same_fleet_events() -> None:
     first = fleet_events()
     assert [event["transition"] for event in first] == ["opened", "updated"]
     assert fleet_events() == first
+
+
+def test_a_transition_re_sent_after_a_worker_s_crash_counts_once() -> None:
+    rule = grouper()
+    events = [
+        incident_event(source, "opened", second, second, NORTH)
+        for second, source in ((0, "cam-1"), (10, "cam-2"), (20, "cam-3"))
+    ]
+    made = [fleet for event in events for fleet in rule.take(event)]
+    assert [fleet.transition for fleet in made] == ["opened"]
+    assert rule.take(events[1].model_copy()) == [], "a copy is no news"
+    assert rule.open[("site", "north")].joined == 3

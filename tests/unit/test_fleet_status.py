@@ -18,6 +18,7 @@ def state_at(timestamp: float, learnt: bool = True) -> SourceState:
     """A source whose latest frame is at `timestamp`, past its warm-up where `learnt`."""
     state = SourceState.fresh(CONFIG)
     state.window.append({}, "e1", 0, 1, timestamp)
+    state.cadence.observe(timestamp)
     state.stats.update(0.1)
     if learnt:
         state.own_normal.reference_count = state.own_normal.parameters.reference_size
@@ -81,6 +82,7 @@ def test_only_news_changes_a_status_not_frames_or_a_warm_up_s_progress() -> None
     before = source_status("a", state)
     state.stats.update(0.2)
     state.window.append({}, "e2", 0, 2, NOW + 1)
+    state.cadence.observe(NOW + 1)
     state.own_normal.reference_count += 1
     assert not status_changed(before, source_status("a", state))
     state.own_normal.reference_count = state.own_normal.parameters.reference_size

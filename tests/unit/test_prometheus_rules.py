@@ -66,8 +66,14 @@ def test_the_rules_name_only_metrics_the_worker_exports() -> None:
 
 def test_the_dashboard_shows_only_metrics_the_worker_exports() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    used = set().union(*(framedrift_names(expr) for expr in expressions))
+    # The panels' queries and the $job variable's, which lists the jobs from a metric too.
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [
+        variable["definition"]
+        for variable in dashboard["templating"]["list"]
+        if variable["type"] == "query"
+    ]
+    used = set().union(*(framedrift_names(query) for query in queries))
     unknown = used - exported_names()
     assert not unknown, f"the dashboard uses metrics no worker exports: {sorted(unknown)}"
     assert {"framedrift_incidents_open", "framedrift_lag_records"} <= used

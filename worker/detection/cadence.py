@@ -10,6 +10,12 @@ Judged on records of the partition, in offset order, with event times only, the
 moment is the same however the records are cut into batches and however often they
 are read again: a replay after a crash finds the same stop at the same record.
 
+A stop found while the source is silenced opens its incident unannounced; it is
+announced, as opened, at the partition's first record at or past the silence's end.
+The partition's time at a record is its event time, but never more than the floor past
+the broker's timestamp of the record: one camera whose clock runs ahead must not stop
+its neighbours (the broker's timestamp is in the log, so a replay reads the same).
+
 A source takes `MIN_GAPS` gaps to show its pace before it is judged at all, and a
 partition whose every source stops (a site losing power, a broken uploader) carries no
 time forward: the worker's own health rules see that one (the input falls silent).
@@ -17,8 +23,9 @@ time forward: the worker's own health rules see that one (the input falls silent
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import NamedTuple, Self
+from typing import Literal, NamedTuple, Self
 
 from framedrift.worker.detection.plain_state import MalformedState, PlainState, StateFields
 
@@ -80,16 +87,29 @@ class Cadence:
         )
 
 
+StoppedIncident = Literal["none", "announced", "unannounced"]
+
+
 class Liveness(NamedTuple):
-    """What the store indexes of each source, so that its partition's owner can judge the
-    sources that send nothing without loading their states: its cadence, and whether its
-    stopped incident is open."""
+    """What the store indexes of each source (`SourceState.liveness`), so that its
+    partition's owner knows when to judge it next without loading its state: its pace,
+    its stopped incident, and the end of its silence (when an operator silenced it)."""
 
     cadence: Cadence
-    stopped: bool
+    stopped: StoppedIncident
+    silenced_until: float | None
 
-    def deadline(self, floor_s: float) -> float | None:
-        """The event time past which it is stopped (None: not judged yet)."""
+    def next_check(self, floor_s: float) -> float | None:
+        """The partition time after which the source must be judged again (None: not
+        until it sends): its deadline while it sends; once stopped in a silence, the
+        silence's end, when the stop is announced; once the stop is announced, never."""
+        if self.stopped == "announced":
+            return None
+        if self.stopped == "unannounced":
+            if self.silenced_until is None:
+                return -math.inf  # the silence was lifted: announce at the next record
+            # Judged at the first record at or past the end (the heap pops times below it).
+            return math.nextafter(self.silenced_until, -math.inf)
         stopped_after = self.cadence.stopped_after(floor_s)
         if self.cadence.last_event_at is None or stopped_after is None:
             return None
@@ -98,13 +118,20 @@ class Liveness(NamedTuple):
     def to_text(self) -> str:
         cadence = self.cadence
         last = "-" if cadence.last_event_at is None else repr(cadence.last_event_at)
-        return f"{last} {cadence.longest_pause_s!r} {cadence.gaps} {int(self.stopped)}"
+        until = "-" if self.silenced_until is None else repr(self.silenced_until)
+        return f"{last} {cadence.longest_pause_s!r} {cadence.gaps} {self.stopped} {until}"
 
     @classmethod
     def from_text(cls, text: str) -> Liveness:
-        """The index entry `to_text` wrote; ValueError for anything else."""
-        last, longest, gaps, stopped = text.split()
+        """The index entry `to_text` wrote; ValueError for anything else (the index is not
+        signed: a value that could stall the judgement of a partition is refused)."""
+        last, longest, gaps, stopped, until = text.split()
+        numbers = [float(value) for value in (last, longest, until) if value != "-"]
+        if not all(math.isfinite(value) and value >= 0.0 for value in numbers):
+            raise ValueError(f"liveness entry {text!r}: not finite, non-negative numbers")
+        if stopped not in ("none", "announced", "unannounced") or not gaps.isdigit():
+            raise ValueError(f"liveness entry {text!r}")
         cadence = Cadence(
             None if last == "-" else float(last), float(longest), min(int(gaps), MIN_GAPS)
         )
-        return cls(cadence, stopped == "1")
+        return cls(cadence, stopped, None if until == "-" else float(until))  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ pace)?"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -202,9 +203,28 @@ class SourceState:
     labels: dict[str, str] = field(default_factory=dict)  # the latest its events carried
 
     @property
-    def liveness(self) -> Liveness:
-        """What the store indexes of it for judging its silence (`cadence.py`)."""
-        return Liveness(self.cadence, self.incidents[STOPPED].open is not None)
+    def liveness(self) -> Liveness | None:
+        """What the store indexes of it for judging its silence (`cadence.py`); None for a
+        retired source, which is never judged."""
+        if self.operator.retired:
+            return None
+        stopped = self.incidents[STOPPED].open
+        return Liveness(
+            dataclasses.replace(self.cadence),
+            "none" if stopped is None else "announced" if stopped.announced else "unannounced",
+            self.operator.silenced_until,
+        )
+
+    def restarted(self, config: MonitorConfig) -> None:
+        """Its detectors, window and own normal start again; what it counted, its
+        incidents, its operators' word, its pace and labels stay."""
+        fresh = SourceState.fresh(config)
+        self.config_fingerprint = fresh.config_fingerprint
+        self.window, self.own_normal, self.detectors = (
+            fresh.window,
+            fresh.own_normal,
+            fresh.detectors,
+        )
 
     @classmethod
     def fresh(cls, config: MonitorConfig) -> SourceState:
@@ -417,19 +437,17 @@ class SourceMonitor:
                 operator.silenced_until, operator.silence_reason = None, ""
                 outcome = "silence lifted"
         elif command.kind == "retire":
-            fresh = SourceState.fresh(self.config)
-            self.state.window, self.state.own_normal = fresh.window, fresh.own_normal
-            self.state.detectors = fresh.detectors
-            # No pace, no deadline: a retired source is never judged stopped.
-            self.state.cadence = Cadence()
+            self.state.restarted(self.config)
+            self.state.cadence = Cadence()  # learnt again if it ever sends again
             operator.retired = True
             operator.silenced_until, operator.silence_reason = None, ""
             resolutions = dict.fromkeys(QUESTIONS, "retired")
             outcome = "retired: its incidents closed, its status removed"
         else:  # reset
-            fresh = SourceState.fresh(self.config)
-            self.state.window, self.state.own_normal = fresh.window, fresh.own_normal
-            self.state.detectors = fresh.detectors
+            self.state.restarted(self.config)
+            # Its pace too: judged stopped again only once it has shown it anew, as a
+            # fresh source (a reset of a dark camera must not page it again at once).
+            self.state.cadence = Cadence()
             operator.previous_reference, operator.previous_version = None, 0
             operator.reference_version = self._next_reference_version()
             resolutions = dict.fromkeys(QUESTIONS, "reset")
@@ -444,16 +462,21 @@ class SourceMonitor:
         operator.record(entry)
         return entry, transitions
 
-    def stopped(self, at: EventRef) -> list[tuple[str, Transition]]:
+    def next_silence_check(self) -> float | None:
+        """The partition time after which `judge_silence` has news for this source (None:
+        none until it sends): `Liveness.next_check` of its state."""
+        liveness = self.state.liveness
+        return None if liveness is None else liveness.next_check(self.config.stopped_after_s)
+
+    def judge_silence(self, at: EventRef) -> list[tuple[str, Transition]]:
         """Another source's frame at `at` carried its partition's time past this source's
-        deadline (`cadence.py`): its stopped incident opens, unless it is already open or
-        its own state says the deadline is not passed."""
+        next check (`cadence.py`): its stopped incident opens, or, opened in a silence
+        now over, is announced."""
+        check = self.next_silence_check()
         cadence = self.state.cadence
-        deadline = self.state.liveness.deadline(self.config.stopped_after_s)
-        if deadline is None or self.state.incidents[STOPPED].open or at.timestamp <= deadline:
+        if check is None or at.timestamp <= check or cadence.last_event_at is None:
             return []
-        assert cadence.last_event_at is not None  # a deadline has a last frame
-        stopped_after = deadline - cadence.last_event_at
+        stopped_after = cadence.stopped_after(self.config.stopped_after_s) or 1.0
         seen = Observation(
             at.event_id,
             at.timestamp,

@@ -212,11 +212,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        topics = [self.input_topic, self.alerts_topic, self.dead_letter_topic]
+        topics = [self.input_topic, self.alerts_topic, self.dead_letter_topic, self.fleet_topic]
         topics += [self.status_topic] if self.status_topic else []
         if len(set(topics)) != len(topics):
             raise ValueError(
-                "input_topic, alerts_topic, dead_letter_topic and status_topic must differ"
+                "input_topic, alerts_topic, dead_letter_topic, fleet_topic and status_topic "
+                "must differ"
             )
         return self
 

@@ -43,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 _FLEET_ID_NAMESPACE = uuid.UUID("5b0c7f0e-2f6e-4d4b-9a53-6f1d3c8a2e41")
 DEFAULT_GROUP = "framedrift-fleet"
+# Incident event ids remembered to drop copies: far more than a crash re-sends.
+SEEN_KEPT = 100_000
 
 
 @dataclass
@@ -60,12 +62,18 @@ class FleetGrouper:
     group_by: tuple[str, ...]
     threshold: int
     window_s: float
-    # (label, value) -> incidents opened lately, oldest first, while no fleet incident is open
-    recent: dict[tuple[str, str], deque[FleetMember]] = field(default_factory=dict)
+    # (label, value) -> incidents opened lately, while no fleet incident is open
+    recent: dict[tuple[str, str], list[FleetMember]] = field(default_factory=dict)
     open: dict[tuple[str, str], _FleetIncident] = field(default_factory=dict)
+    # The latest incident events taken, by id: a worker re-sends a transition after a
+    # crash under the id it had, and a copy must not count twice.
+    seen: deque[str] = field(default_factory=lambda: deque(maxlen=SEEN_KEPT))
 
     def take(self, event: IncidentEvent) -> list[FleetIncidentEvent]:
         """One incident event; the fleet events it makes."""
+        if event.event_id in self.seen:
+            return []
+        self.seen.append(event.event_id)
         made = []
         for label in self.group_by:
             value = event.labels.get(label)
@@ -90,11 +98,13 @@ class FleetGrouper:
             fleet.members[event.incident_id] = member
             fleet.joined += 1
             return [self._event(key, fleet, "updated", event)]
-        recent = self.recent.setdefault(key, deque())
-        recent.append(member)
         now = event.opened_at.timestamp()
-        while recent and recent[0].opened_at.timestamp() < now - self.window_s:
-            recent.popleft()
+        # By time, not arrival: a source's incident may reach the topic late.
+        recent = [
+            m for m in self.recent.get(key, []) if m.opened_at.timestamp() >= now - self.window_s
+        ]
+        recent.append(member)
+        self.recent[key] = recent
         if len({m.source_id for m in recent}) < self.threshold:
             return []
         label, value = key
@@ -107,7 +117,7 @@ class FleetGrouper:
     def _resolved(self, key: tuple[str, str], event: IncidentEvent) -> list[FleetIncidentEvent]:
         recent = self.recent.get(key)
         if recent is not None:  # no longer in trouble: it does not count towards a storm
-            self.recent[key] = deque(m for m in recent if m.incident_id != event.incident_id)
+            self.recent[key] = [m for m in recent if m.incident_id != event.incident_id]
         fleet = self.open.get(key)
         if fleet is None or event.incident_id not in fleet.members:
             return []
@@ -216,6 +226,16 @@ class FleetService:
         while not self._stopping.is_set():
             numbers = consumer.partitions_for_topic(topic)
             if numbers:
+                if len(numbers) > 1:
+                    # Which incident tips a storm would then depend on how the partitions'
+                    # records interleave, which a restart does not reproduce.
+                    log.warning(
+                        "fleet_alerts_topic_has_several_partitions",
+                        topic=topic,
+                        partitions=len(numbers),
+                        consequence="fleet incident ids may differ after a restart; "
+                        "create the alerts topic with one partition",
+                    )
                 partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
                 consumer.assign(partitions)
                 log.info("fleet_grouping_started", topic=topic, group_id=self.group_id)

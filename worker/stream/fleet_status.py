@@ -26,7 +26,7 @@ def source_status(source_id: str, state: SourceState) -> SourceStatus:
         if (incident := state.incidents[question].open) is not None
     ]
     operator = state.operator
-    latest = state.window.latest_timestamp
+    latest = state.cadence.last_event_at
     silenced = latest is not None and operator.silenced_at(latest)
     silenced_until = operator.silenced_until if silenced else None
     if operator.retired:

@@ -3,12 +3,14 @@
 Operator commands (`schemas/commands.py`) arrive among a source's frames on its
 partition; each takes effect between the frames it sits between, as in the topic. A
 source that sends nothing is judged at the other sources' frames of its partition
-(`detection/cadence.py`): `BatchProcessor.liveness` holds what the store last saved of
-each source of the owned partitions, so the judgement is the same however the records
-are cut into batches.
+(`detection/cadence.py`), so each partition's records are taken in offset order, every
+source's next check in one heap: `BatchProcessor.liveness` holds what the store last
+saved of the owned partitions' sources, so the judgement falls at the same record however
+the records are cut into batches.
 
 `BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
-states of the batch's sources); what it returns is made durable by `checkpoint.py`.
+states of the batch's sources), and one more per silent source found stopped; what it
+returns is made durable by `checkpoint.py`.
 
 Reading a record (decoding its image, reading its frame signals) is most of a camera
 frame's cost and runs in a pool of threads (Pillow and numpy release the GIL while they
@@ -19,7 +21,6 @@ serial pass's, bit for bit: an image's scores do not depend on its company.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -33,11 +34,13 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from framedrift.schemas.alerts import IncidentEvent
 from framedrift.schemas.status import SourceStatus
-from framedrift.worker.detection.cadence import Cadence, Liveness
+from framedrift.worker.detection.cadence import Liveness
 from framedrift.worker.detection.frame_quality import FrameQuality, frame_signals
+from framedrift.worker.detection.incident import Transition
 from framedrift.worker.detection.monitor import (
     EventRef,
     MonitorConfig,
+    ScoredImage,
     SourceMonitor,
     SourceState,
     scored_images,
@@ -54,7 +57,7 @@ from framedrift.worker.stream.decoding import (
 )
 from framedrift.worker.stream.fleet_status import source_status, status_changed
 from framedrift.worker.stream.operator_commands import InvalidCommand, is_command, read_command
-from framedrift.worker.stream.state_store import StateStore, partition_label
+from framedrift.worker.stream.state_store import LoadedStates, StateStore, partition_label
 
 log = structlog.get_logger(__name__)
 
@@ -110,15 +113,6 @@ class ReadCommand:
     command: Command
 
 
-@dataclass(frozen=True)
-class Stall:
-    """Another source's frame (`record`, at `at`) that carried its partition's time past a
-    silent source's deadline: where that source's stopped incident opens."""
-
-    record: ConsumerRecord
-    at: EventRef
-
-
 def read_record(
     record: ConsumerRecord, limits: DecodingLimits
 ) -> ReadRecord | ReadCommand | DeadLetter:
@@ -172,7 +166,7 @@ class BatchOutcome:
     statuses: dict[str, SourceStatus] = field(default_factory=dict)
     # source id -> (its partition, its liveness entry) after this batch, for the
     # processor to keep once the batch is saved (`BatchProcessor.remember_liveness`)
-    liveness: dict[str, tuple[int, Liveness]] = field(default_factory=dict)
+    liveness: dict[str, tuple[int, Liveness | None]] = field(default_factory=dict)
 
     def without_partitions(self, held: set[int]) -> BatchOutcome:
         """This outcome less everything of the `held` partitions: their alerts, dead
@@ -219,9 +213,9 @@ class BatchProcessor:
         self.readers = ThreadPoolExecutor(reader_threads, thread_name_prefix="reader")
         # source id -> (its partition, its liveness entry) as last saved, for the sources
         # of the partitions this worker owns: how the silent ones are judged
-        self.liveness: dict[str, tuple[int, Liveness]] = {}
+        self.liveness: dict[str, tuple[int, Liveness | None]] = {}
 
-    def remember_liveness(self, entries: dict[str, tuple[int, Liveness]]) -> None:
+    def remember_liveness(self, entries: dict[str, tuple[int, Liveness | None]]) -> None:
         """Keep these saved entries: from the store at a claim, or a batch once saved."""
         self.liveness.update(entries)
 
@@ -280,6 +274,8 @@ class BatchProcessor:
             return outcome
 
         row_of = {id(read): row for row, read in enumerate(decoded)}
+        images: list[ScoredImage] = []
+        tile_errors = np.empty((0, 0), np.float32)
         if decoded:
             scores = ImageScores.concatenate([part.scores for part in parts])
             tile_errors = np.concatenate([part.tile_errors for part in parts])
@@ -289,173 +285,239 @@ class BatchProcessor:
                 outcome.scored[read.record.partition] += 1
                 outcome.outliers[read.record.partition] += int(outlier)
 
-        by_source: dict[str, list[ReadRecord | ReadCommand | Stall]] = defaultdict(list)
+        by_source: dict[str, list[ReadRecord | ReadCommand]] = defaultdict(list)
         for item in items:
             by_source[_source_of(item)].append(item)
         loaded = self.store.load_sources(list(by_source))
-        stalls = self._stalls(decoded, loaded.states)
-        silent = [source for source in stalls if source not in by_source]
-        if silent:  # sources with nothing in this batch but their silence
-            more = self.store.load_sources(silent)
-            loaded.states.update(more.states)
-            loaded.resets.update(more.resets)
-            loaded.homes.update(more.homes)
-        for source, found in stalls.items():
-            by_source[source] = sorted([*by_source[source], *found], key=_offset_of)
         outcome.state_resets = loaded.resets
-
+        batch = _SourcesOfBatch(self, loaded, set(by_source), lost_partitions, outcome)
+        by_partition: dict[int, list[ReadRecord | ReadCommand]] = defaultdict(list)
         for source_id, source_items in by_source.items():
-            first_record = source_items[0].record
-            home = loaded.homes.get(source_id) or partition_label(
-                first_record.topic, first_record.partition
+            for item in batch.at_home(source_id, source_items):
+                by_partition[item.record.partition].append(item)
+
+        for partition, partition_items in by_partition.items():
+            self._walk(
+                partition,
+                sorted(partition_items, key=_offset_of),
+                batch,
+                images,
+                tile_errors,
+                row_of,
             )
-            at_home = []
-            for item in source_items:
-                record = item.record
-                if partition_label(record.topic, record.partition) == home:
-                    at_home.append(item)
-                elif not isinstance(item, Stall):  # a stall is judged at home only
-                    error = SourceOnAnotherPartition(
-                        f"source {source_id!r} lives on {home}, this record is on "
-                        f"{partition_label(record.topic, record.partition)}"
-                    )
-                    outcome.dead_letters.append(DeadLetter(record, error))
-            state = loaded.states.get(source_id)
-            if state is None and all(isinstance(item, Stall) for item in at_home):
-                continue  # judged silent by the saved entry, but its state is gone
-            if not at_home:
-                continue
-            home_partition = at_home[0].record.partition
-            outcome.source_partitions[source_id] = home_partition
-            # No state although the store knows the source (its blob was evicted or
-            # deleted), or none on a partition whose state the store lost as a whole.
-            was_known = source_id in loaded.homes or home_partition in lost_partitions
-            if state is None and was_known and source_id not in outcome.state_resets:
-                outcome.state_resets[source_id] = "lost"
-                log.warning(
-                    "state_reset",
-                    source_id=source_id,
-                    reason="lost",
-                    partition=home_partition,
-                    action="the store lost this partition's state; restarting from the "
-                    "committed offset",
-                )
-            if state is None or state.config_fingerprint != self.config.fingerprint:
-                if state is not None:
-                    log.warning(
-                        "detector_parameters_changed",
-                        source_id=source_id,
-                        action="restarting this source's detectors",
-                    )
-                state = SourceState.fresh(self.config)
-            status_before = source_status(source_id, state) if source_id in loaded.states else None
-            monitor = SourceMonitor(self.config, state)
-            for item in at_home:
-                record = item.record
-                if isinstance(item, Stall):
-                    transitions = monitor.stopped(item.at)
-                elif isinstance(item, ReadCommand):
-                    # At the source's own time where it has one: silences end by it.
-                    latest = state.cadence.last_event_at
-                    position = EventRef(
-                        item.command.command_id,
-                        record.partition,
-                        record.offset,
-                        latest if latest is not None else record.timestamp / 1000.0,
-                    )
-                    entry, transitions = monitor.apply(item.command, position)
-                    if entry is not None:
-                        outcome.commands_applied.append((source_id, entry))
-                else:
-                    row = row_of[id(item)]
-                    event = item.event
-                    if event.source_labels:
-                        state.labels = dict(event.source_labels)
-                    position = EventRef(
-                        event.event_id, record.partition, record.offset, event.timestamp.timestamp()
-                    )
-                    firings = monitor.update(
-                        images[row], position, (item.quality, tile_errors[row])
-                    )
-                    evidence = [
-                        build_alert(
-                            source_id, firing, state, self.config, self.model_version
-                        ).model_dump_json()
-                        for firing in firings
-                    ]
-                    transitions = monitor.follow_incidents(position, firings, evidence)
-                for question, transition in transitions:
-                    outcome.incident_events.append(
-                        build_incident_event(
-                            source_id, question, transition, self.model_version, state.labels
-                        )
-                    )
+
+        for source_id, source in batch.sources.items():
+            state = source.monitor.state
             outcome.states[source_id] = state
-            outcome.liveness[source_id] = (
-                home_partition,
-                Liveness(dataclasses.replace(state.cadence), state.liveness.stopped),
-            )
+            outcome.source_partitions[source_id] = source.partition
+            outcome.liveness[source_id] = (source.partition, state.liveness)
             status = source_status(source_id, state)
-            if status_changed(status_before, status):
+            if status_changed(source.status_before, status):
                 outcome.statuses[source_id] = status
         return outcome
 
-    def _stalls(
-        self, decoded: list[ReadRecord], states: dict[str, SourceState]
-    ) -> dict[str, list[Stall]]:
-        """The sources this batch's frames find stopped, and at which frame each: per
-        partition, in offset order, the first frame of another source whose event time is
-        past a source's deadline (`cadence.py`). A source's pace is its loaded state's
-        where it has frames in the batch, else the saved entry this processor keeps."""
+    def _walk(
+        self,
+        partition: int,
+        items: list[ReadRecord | ReadCommand],
+        batch: _SourcesOfBatch,
+        images: list[ScoredImage],
+        tile_errors: np.ndarray,
+        row_of: dict[int, int],
+    ) -> None:
+        """One partition's records in offset order, each to its source's monitor; and at
+        each frame, first, the silence of every source of the partition whose next check
+        that frame's time passes (`cadence.py`: the partition's time is its frames')."""
         floor = self.config.stopped_after_s
-        stalls: dict[str, list[Stall]] = defaultdict(list)
-        by_partition: dict[int, list[ReadRecord]] = defaultdict(list)
-        for read in decoded:
-            by_partition[read.record.partition].append(read)
-        for partition, reads in by_partition.items():
-            # source -> (its cadence, a copy to walk forward; whether it is stopped)
-            pace = {
-                source: (dataclasses.replace(entry.cadence), entry.stopped)
-                for source, (home, entry) in self.liveness.items()
-                if home == partition
-            }
-            for read in reads:
-                state = states.get(read.event.source_id)
-                if state is not None:
-                    liveness = state.liveness
-                    pace[read.event.source_id] = (
-                        dataclasses.replace(liveness.cadence),
-                        liveness.stopped,
-                    )
-            deadlines = []  # (deadline, source) of those that can stop, soonest first
-            for source, (cadence, stopped) in pace.items():
-                deadline = Liveness(cadence, stopped).deadline(floor)
-                if deadline is not None and not stopped:
-                    deadlines.append((deadline, source))
-            heapq.heapify(deadlines)
-            for read in sorted(reads, key=lambda read: read.record.offset):
-                source, timestamp = read.event.source_id, read.event.timestamp.timestamp()
-                while deadlines and deadlines[0][0] < timestamp:
-                    deadline, quiet = heapq.heappop(deadlines)
-                    cadence, stopped = pace[quiet]
-                    # Its own frame is no silence; an entry its later frames replaced is stale.
-                    if quiet == source or stopped:
+        # source -> its next check; a heap of them, soonest first, stale ones skipped
+        checks: dict[str, float] = {
+            source: check
+            for source, (home, liveness) in self.liveness.items()
+            if home == partition
+            and liveness is not None
+            and (check := liveness.next_check(floor)) is not None
+        }
+        for source_id, source in batch.sources.items():
+            if source.partition == partition:
+                batch.schedule(checks, source_id)
+        due = [(check, source) for source, check in checks.items()]
+        heapq.heapify(due)
+        for item in items:
+            source_id = _source_of(item)
+            record = item.record
+            if isinstance(item, ReadRecord):
+                at = EventRef(
+                    item.event.event_id,
+                    partition,
+                    record.offset,
+                    _partition_time(item.event.timestamp.timestamp(), record.timestamp, floor),
+                )
+                while due and due[0][0] < at.timestamp:
+                    check, quiet = heapq.heappop(due)
+                    if quiet == source_id or checks.get(quiet) != check:
+                        continue  # its own frame is no silence; or a check since replaced
+                    silent = batch.source(quiet, partition)
+                    if silent is None:  # its state is gone: nothing to judge
+                        checks.pop(quiet, None)
                         continue
-                    if Liveness(cadence, stopped).deadline(floor) != deadline:
-                        continue
-                    at = EventRef(read.event.event_id, partition, read.record.offset, timestamp)
-                    stalls[quiet].append(Stall(read.record, at))
-                    pace[quiet] = (cadence, True)
-                cadence = pace.get(source, (Cadence(), False))[0]
-                cadence.observe(timestamp)
-                pace[source] = (cadence, False)
-                deadline = Liveness(cadence, False).deadline(floor)
-                if deadline is not None:
-                    heapq.heappush(deadlines, (deadline, source))
-        return stalls
+                    batch.publish(quiet, silent.monitor.judge_silence(at))
+                    if batch.schedule(checks, quiet):
+                        heapq.heappush(due, (checks[quiet], quiet))
+            source = batch.source(source_id, partition)
+            assert source is not None  # a source with records in the batch has a state
+            monitor, state = source.monitor, source.monitor.state
+            if isinstance(item, ReadCommand):
+                # At the source's own time where it has one: silences end by it.
+                latest = state.cadence.last_event_at
+                position = EventRef(
+                    item.command.command_id,
+                    partition,
+                    record.offset,
+                    latest if latest is not None else record.timestamp / 1000.0,
+                )
+                entry, transitions = monitor.apply(item.command, position)
+                if entry is not None:
+                    batch.outcome.commands_applied.append((source_id, entry))
+            else:
+                row = row_of[id(item)]
+                event = item.event
+                if event.source_labels:
+                    state.labels = dict(event.source_labels)
+                position = EventRef(
+                    event.event_id, partition, record.offset, event.timestamp.timestamp()
+                )
+                firings = monitor.update(images[row], position, (item.quality, tile_errors[row]))
+                evidence = [
+                    build_alert(
+                        source_id, firing, state, self.config, self.model_version
+                    ).model_dump_json()
+                    for firing in firings
+                ]
+                transitions = monitor.follow_incidents(position, firings, evidence)
+            batch.publish(source_id, transitions)
+            if batch.schedule(checks, source_id):
+                heapq.heappush(due, (checks[source_id], source_id))
 
 
-def _offset_of(item: ReadRecord | ReadCommand | Stall) -> int:
+@dataclass
+class _Source:
+    """A source as one batch works on it."""
+
+    monitor: SourceMonitor
+    partition: int  # its home
+    status_before: SourceStatus | None  # None: new to the store
+
+
+class _SourcesOfBatch:
+    """The sources one batch touches: their states, loaded at once for those with records
+    and one by one for silent ones found stopped; where their records may come from."""
+
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        loaded: LoadedStates,
+        loaded_ids: set[str],
+        lost_partitions: frozenset[int],
+        outcome: BatchOutcome,
+    ) -> None:
+        self.processor = processor
+        self.loaded = loaded
+        self.loaded_ids = loaded_ids  # the sources `loaded` was asked for
+        self.lost_partitions = lost_partitions
+        self.outcome = outcome
+        self.sources: dict[str, _Source] = {}
+
+    def at_home(
+        self, source_id: str, items: list[ReadRecord | ReadCommand]
+    ) -> list[ReadRecord | ReadCommand]:
+        """The source's records from its home partition; the others dead-lettered."""
+        first = items[0].record
+        home = self.loaded.homes.get(source_id) or partition_label(first.topic, first.partition)
+        kept = []
+        for item in items:
+            record = item.record
+            if partition_label(record.topic, record.partition) == home:
+                kept.append(item)
+            else:
+                error = SourceOnAnotherPartition(
+                    f"source {source_id!r} lives on {home}, this record is on "
+                    f"{partition_label(record.topic, record.partition)}"
+                )
+                self.outcome.dead_letters.append(DeadLetter(record, error))
+        return kept
+
+    def source(self, source_id: str, partition: int) -> _Source | None:
+        """The source's state in this batch, loaded on first use; None for a silent
+        source whose state is gone (there is nothing to judge)."""
+        if source_id in self.sources:
+            return self.sources[source_id]
+        if source_id not in self.loaded_ids:  # silent: known from the liveness index only
+            more = self.processor.store.load_sources([source_id])
+            self.loaded_ids.add(source_id)
+            if source_id not in more.states:
+                # Evicted or unusable: nothing to judge, and no reason to look again.
+                self.processor.liveness.pop(source_id, None)
+                return None
+            self.loaded.states[source_id] = more.states[source_id]
+            self.loaded.homes.update(more.homes)
+        state = self.loaded.states.get(source_id)
+        # No state although the store knows the source (its blob was evicted or
+        # deleted), or none on a partition whose state the store lost as a whole.
+        was_known = source_id in self.loaded.homes or partition in self.lost_partitions
+        if state is None and was_known and source_id not in self.outcome.state_resets:
+            self.outcome.state_resets[source_id] = "lost"
+            log.warning(
+                "state_reset",
+                source_id=source_id,
+                reason="lost",
+                partition=partition,
+                action="the store lost this partition's state; restarting from the "
+                "committed offset",
+            )
+        config = self.processor.config
+        status_before = None if state is None else source_status(source_id, state)
+        if state is None:
+            state = SourceState.fresh(config)
+        elif state.config_fingerprint != config.fingerprint:
+            log.warning(
+                "detector_parameters_changed",
+                source_id=source_id,
+                action="restarting this source's detectors; its incidents, commands and "
+                "pace are kept",
+            )
+            state.restarted(config)
+        self.sources[source_id] = _Source(SourceMonitor(config, state), partition, status_before)
+        return self.sources[source_id]
+
+    def publish(self, source_id: str, transitions: list[tuple[str, Transition]]) -> None:
+        labels = self.sources[source_id].monitor.state.labels
+        for question, transition in transitions:
+            self.outcome.incident_events.append(
+                build_incident_event(
+                    source_id, question, transition, self.processor.model_version, labels
+                )
+            )
+
+    def schedule(self, checks: dict[str, float], source_id: str) -> bool:
+        """Set the source's next silence check from its state; whether it has one."""
+        check = self.sources[source_id].monitor.next_silence_check()
+        if check is None:
+            checks.pop(source_id, None)
+            return False
+        checks[source_id] = check
+        return True
+
+
+def _partition_time(event_time: float, broker_ms: int, floor_s: float) -> float:
+    """A frame's time as its partition's clock: its event time, but never more than the
+    floor past the broker's timestamp of its record (one camera whose clock runs ahead
+    must not stop its neighbours). A record without a broker timestamp: its event time."""
+    if broker_ms <= 0:
+        return event_time
+    return min(event_time, broker_ms / 1000.0 + floor_s)
+
+
+def _offset_of(item: ReadRecord | ReadCommand) -> int:
     return item.record.offset
 
 

@@ -142,7 +142,9 @@ class DriftWorker:
         partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
         positioned = set()
         claims = self.store.claim_partitions(topic, partitions)
-        # What the store saved of these partitions' sources, to judge the silent ones.
+        # What the store saved of these partitions' sources, to judge the silent ones:
+        # the store's word replaces what this worker kept (another owner may have moved on).
+        self.processor.forget_liveness(set(partitions))
         self.processor.remember_liveness(self.store.liveness(topic, partitions))
         for partition, claim in claims.items():
             self.claims[partition] = claim
@@ -560,6 +562,7 @@ class DriftWorker:
     def _give_up_claim(self, partition: int, reason: str, records: list[ConsumerRecord]) -> None:
         """A state write of this partition was refused: not ready until one succeeds."""
         self.claims.pop(partition, None)
+        self.processor.forget_liveness({partition})  # re-read from the store at the re-claim
         self.readiness.set_stalled(partition, f"state write refused ({reason})")
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))

@@ -255,8 +255,11 @@ def decode_stored_states(
 
 
 def liveness_entry(state: SourceState) -> str:
-    """The source's entry of the liveness index ('' for none: its pace is not known)."""
-    return state.liveness.to_text() if state.cadence.last_event_at is not None else ""
+    """The source's entry of the liveness index ('' for none: retired, or it never sent)."""
+    liveness = state.liveness
+    if liveness is None or liveness.cadence.last_event_at is None:
+        return ""
+    return liveness.to_text()
 
 
 def liveness_on(
