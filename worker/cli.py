@@ -219,8 +219,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _operate(args: argparse.Namespace) -> int:
-    """accept, rollback, silence, reset: one command record per source on the input
-    topic, keyed by the source, so it lands in order with the source's frames."""
+    """accept, rollback, silence, reset, retire: one command record per source on the
+    input topic, keyed by the source and sent to the partition its frames live on (as the
+    store recorded it: the producers' partitioner may not be this one's), so it lands in
+    order with them. A source the store does not know is refused (a typo would otherwise
+    create it), unless `--new` says it is expected."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -252,6 +255,13 @@ def _operate(args: argparse.Namespace) -> int:
     except ValueError as error:  # pydantic's: a source id or reason out of bounds
         raise UsageError(f"{args.command}: {error}") from error
     settings = _settings()
+    partitions = _home_partitions(settings, sources)
+    unknown = [source for source in sources if source not in partitions]
+    if unknown and not args.new:
+        raise UsageError(
+            f"{args.command}: the store knows no source {', '.join(unknown[:5])} (a typo?); "
+            "--new sends to sources that have not sent yet"
+        )
     try:
         producer = KafkaProducer(
             **settings.kafka_client_options(), acks="all", bootstrap_timeout_ms=5000
@@ -264,9 +274,13 @@ def _operate(args: argparse.Namespace) -> int:
     try:
         for command in commands:
             key, value, headers = command_record(command)
-            producer.send(settings.input_topic, key=key, value=value, headers=headers).get(
-                timeout=30
-            )
+            producer.send(
+                settings.input_topic,
+                key=key,
+                value=value,
+                headers=headers,
+                partition=partitions.get(command.source_id),
+            ).get(timeout=30)
             print(f"{command.command} {command.source_id}: sent as {command.command_id}")
     except KafkaError as error:
         raise UsageError(f"{args.command}: the broker did not take the command: {error}") from error
@@ -274,6 +288,26 @@ def _operate(args: argparse.Namespace) -> int:
         producer.close()
     print("each takes effect at its place in the source's stream; `framedrift status` shows it")
     return 0
+
+
+def _home_partitions(settings: Settings, sources: list[str]) -> dict[str, int]:
+    """Source id -> the input topic's partition its state lives on, for those the store
+    knows there."""
+    from framedrift.worker.model.artifact import ModelArtifact
+    from framedrift.worker.stream.assembly import state_store
+    from framedrift.worker.stream.state_store import StoreUnavailable
+
+    store = state_store(settings, ModelArtifact.load(settings.model_path).model_version)
+    try:
+        homes = store.load_sources(sources).homes
+    except StoreUnavailable as error:
+        raise UsageError(f"Redis at {settings.redis_url}: {error}") from error
+    found = {}
+    for source, home in homes.items():  # `partition_label`: "topic[partition]"
+        topic, _, partition = home.rpartition("[")
+        if topic == settings.input_topic and partition[:-1].isdigit():
+            found[source] = int(partition[:-1])
+    return found
 
 
 def _fleet(labels: dict[str, str]) -> list[SourceStatus]:
@@ -485,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
         operate.add_argument("sources", nargs="*" if name == "silence" else "+", metavar="SOURCE")
         operate.add_argument("--reason", required=True, help="why, for the source's history")
         operate.add_argument("--by", default=None, help="who (default: user@host)")
+        operate.add_argument(
+            "--new",
+            action="store_true",
+            help="also to sources the store does not know yet (one about to send)",
+        )
         if name == "silence":
             operate.add_argument(
                 "--for",

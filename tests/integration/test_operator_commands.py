@@ -155,13 +155,16 @@ def test_the_command_line_sends_a_command_and_status_shows_its_effect(
             timeout=120,
         )
 
+    refused = framedrift("silence", "camera-000", "--reason", "why", "--for", "soon")
+    assert refused.returncode == 2 and "not a duration like 90s" in refused.stderr
+    worker = stack.start_worker()
+    stack.wait_until_committed(sum(sent.values()) + 1)
+    unknown = framedrift("accept", "camera-999", "--reason", "why")
+    assert unknown.returncode == 2 and "knows no source camera-999 (a typo?)" in unknown.stderr
+
     accepted = framedrift("accept", "camera-001", "--reason", "new mounting", "--by", "dana")
     assert accepted.returncode == 0, accepted.stderr
     assert "accept camera-001: sent as" in accepted.stdout
-    refused = framedrift("silence", "camera-000", "--reason", "why", "--for", "soon")
-    assert refused.returncode == 2 and "not a duration like 90s" in refused.stderr
-
-    worker = stack.start_worker()
     stack.wait_until_committed(sum(sent.values()) + 2)
     # Silence by label: the sources the store knows with it, one command each.
     silenced = framedrift("silence", "--label", "site=north", "--for", "1h", "--reason", "storm")
