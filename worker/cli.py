@@ -418,6 +418,18 @@ class _Labels(argparse.Action):
         setattr(namespace, self.dest, labels)
 
 
+def _add_label_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        type=_label,
+        action=_Labels,
+        default={},
+        metavar="NAME=VALUE",
+        help=help_text,
+    )
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
@@ -503,15 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("sources", nargs="*", help="only these sources (default: all)")
     status.add_argument("--json", action="store_true", help="one JSON object per source")
-    status.add_argument(
-        "--label",
-        dest="labels",
-        type=_label,
-        action=_Labels,
-        default={},
-        metavar="NAME=VALUE",
-        help="only sources with this label (repeat: all of them)",
-    )
+    _add_label_option(status, "only sources with this label (repeat: all of them)")
     status.set_defaults(handler=_status)
 
     for name, description in OPERATOR_COMMANDS.items():
@@ -531,14 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
                 required=True,
                 help="how long: 90s, 15m, 2h, 1d (0s lifts a silence)",
             )
-            operate.add_argument(
-                "--label",
-                dest="labels",
-                type=_label,
-                action=_Labels,
-                default={},
-                metavar="NAME=VALUE",
-                help="also every source in the store with this label (repeat: all of them)",
+            _add_label_option(
+                operate, "also every source in the store with this label (repeat: all of them)"
             )
         operate.set_defaults(handler=_operate)
 

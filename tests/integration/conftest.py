@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,10 @@ from framedrift.deploy.local_servers import LocalServers
 from framedrift.producers.datasets import LabelledImages
 from framedrift.producers.stream import StreamPlan, produce_stream
 from framedrift.schemas.commands import OperatorCommand
+from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.model.artifact import ModelArtifact
+from framedrift.worker.ops.settings import settings_from_env
+from framedrift.worker.stream.assembly import build_worker
 from framedrift.worker.stream.operator_commands import command_record
 from framedrift.worker.stream.state_codec import StateCodec
 from framedrift.worker.stream.state_store import RedisStateStore
@@ -240,6 +243,40 @@ class Stack:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.kill()
+
+
+class SimulatedCrash(Exception):
+    """Stands for the worker process dying between checkpoint steps 1 and 2."""
+
+
+def crash_in_process_worker(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    dies_before_saving: Callable[[dict[str, SourceState]], bool],
+    **overrides: str,
+) -> None:
+    """Run a worker in this process until the first checkpoint whose states
+    `dies_before_saving` picks: it published that batch's events (step 1), then dies
+    before saving anything (step 2)."""
+    for name, value in stack.environment(**overrides).items():
+        if name.startswith("FRAMEDRIFT_"):
+            monkeypatch.setenv(name, value)
+    doomed = build_worker(settings_from_env())
+    save = doomed.store.save
+
+    def save_unless_doomed(topic, applied, states, source_partitions):  # type: ignore[no-untyped-def]
+        if dies_before_saving(states):
+            raise SimulatedCrash
+        save(topic, applied, states, source_partitions)
+
+    monkeypatch.setattr(doomed.store, "save", save_unless_doomed)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SimulatedCrash):
+            doomed.run()
+    finally:
+        for sig, handler in handlers.items():  # run() installed its own
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import time
 from collections import defaultdict
 
@@ -14,9 +13,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from framedrift.producers.stream import StreamPlan
-from framedrift.worker.ops.settings import settings_from_env
-from framedrift.worker.stream.assembly import build_worker
-from tests.integration.conftest import PARTITIONS, Stack
+from framedrift.worker.detection.monitor import SourceState
+from tests.integration.conftest import PARTITIONS, Stack, crash_in_process_worker
 
 pytestmark = pytest.mark.integration
 
@@ -171,10 +169,6 @@ def test_replay_from_behind_the_stored_offsets_counts_nothing_twice(
     assert stack.counts_in_redis() == {source: sent[source] + more[source] for source in sent}
 
 
-class SimulatedCrash(Exception):
-    """Stands for the process dying between checkpoint steps 1 and 2."""
-
-
 def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
     stack: Stack, stream_images, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,30 +176,15 @@ def test_alert_re_sent_after_a_crash_between_publish_and_persist_keeps_its_id(
         sources=2, events_per_source=600, drift={"camera-001": "noise"}, drift_at=200, seed=8
     )
     sent = stack.produce(plan, stream_images)
-    for name, value in stack.environment(FRAMEDRIFT_BATCH_SIZE="100").items():
-        if name.startswith("FRAMEDRIFT_"):
-            monkeypatch.setenv(name, value)
-    doomed = build_worker(settings_from_env())
-    save = doomed.store.save
 
-    def save_then_die_after_an_alert(topic, applied, states, source_partitions):  # type: ignore[no-untyped-def]
-        alerted = any(
+    def alerted(states: dict[str, SourceState]) -> bool:
+        return any(
             state.detectors["relative_increase"].episode.in_drift
             or state.detectors["ks"].episode.in_drift
             for state in states.values()
         )
-        if alerted:
-            raise SimulatedCrash
-        save(topic, applied, states, source_partitions)
 
-    monkeypatch.setattr(doomed.store, "save", save_then_die_after_an_alert)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with pytest.raises(SimulatedCrash):
-            doomed.run()
-    finally:
-        for sig, handler in handlers.items():  # run() installed its own
-            signal.signal(sig, handler)
+    crash_in_process_worker(stack, monkeypatch, alerted, FRAMEDRIFT_BATCH_SIZE="100")
     first_sends = [json.loads(r.value) for r in stack.read_topic(stack.alerts_topic, timeout=5)]
     committed = stack.committed()
     # The lost batch's transitions: those of events past the committed offsets.

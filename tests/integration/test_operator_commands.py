@@ -4,7 +4,6 @@ through a crash in the middle of applying one and a rebalance while a silence la
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -14,16 +13,11 @@ import pytest
 
 from framedrift.producers.events import image_event_record
 from framedrift.producers.stream import StreamPlan
-from framedrift.worker.ops.settings import settings_from_env
-from framedrift.worker.stream.assembly import build_worker
+from framedrift.worker.detection.monitor import SourceState
 from framedrift.worker.stream.operator_commands import new_command
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, crash_in_process_worker
 
 pytestmark = pytest.mark.integration
-
-
-class SimulatedCrash(Exception):
-    """Stands for the process dying after applying a command, before persisting it."""
 
 
 def test_a_worker_killed_while_applying_a_command_leaves_it_applied_once_where_it_stood(
@@ -42,25 +36,10 @@ def test_a_worker_killed_while_applying_a_command_leaves_it_applied_once_where_i
     )
     records = sum(before.values()) + sum(after.values()) + len(commands)
 
-    for name, value in stack.environment(FRAMEDRIFT_BATCH_SIZE="50").items():
-        if name.startswith("FRAMEDRIFT_"):
-            monkeypatch.setenv(name, value)
-    doomed = build_worker(settings_from_env())
-    save = doomed.store.save
+    def a_command_applied(states: dict[str, SourceState]) -> bool:
+        return any(state.operator.history for state in states.values())
 
-    def die_once_a_command_is_applied(topic, applied, states, source_partitions):  # type: ignore[no-untyped-def]
-        if any(state.operator.history for state in states.values()):
-            raise SimulatedCrash
-        save(topic, applied, states, source_partitions)
-
-    monkeypatch.setattr(doomed.store, "save", die_once_a_command_is_applied)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with pytest.raises(SimulatedCrash):
-            doomed.run()
-    finally:
-        for sig, handler in handlers.items():  # run() installed its own
-            signal.signal(sig, handler)
+    crash_in_process_worker(stack, monkeypatch, a_command_applied, FRAMEDRIFT_BATCH_SIZE="50")
     committed = stack.committed()
     assert any(committed[partition] <= offset for partition, offset in landed.values()), (
         "the crash came after the command's batch was committed: it tested nothing"

@@ -54,14 +54,13 @@ from typing import TypedDict
 
 import structlog
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from pydantic import ValidationError
 
 from framedrift.schemas.alerts import DriftAlert, IncidentEvent
 from framedrift.worker.ops.logs import configure_logging
 from framedrift.worker.ops.settings import Settings, settings_from_env
+from framedrift.worker.stream.alerts import read_incident_event
 from framedrift.worker.stream.backoff import Backoff
 from framedrift.worker.stream.kafka_clients import any_broker_answers
 
@@ -454,7 +453,7 @@ class AlertmanagerBridge:
     def _read(self, consumer: KafkaConsumer, timeout_ms: int) -> None:
         for partition, records in consumer.poll(timeout_ms=timeout_ms).items():
             for record in records:
-                event = self._parse(record)
+                event = read_incident_event(record)
                 if record.offset < self.posted_before[partition]:
                     if event is not None:
                         self.book.replay(event)
@@ -470,19 +469,6 @@ class AlertmanagerBridge:
                         offset=record.offset,
                     )
                 self.uncommitted[partition] = record.offset + 1
-
-    def _parse(self, record: ConsumerRecord) -> IncidentEvent | None:
-        try:
-            return IncidentEvent.model_validate_json(record.value or b"")
-        except ValidationError as error:
-            # Skipped, not retried: the same bytes would fail again and hold back the rest.
-            log.error(
-                "incident_record_unreadable",
-                partition=record.partition,
-                offset=record.offset,
-                error=str(error).splitlines()[0],
-            )
-            return None
 
     def _reached(self, consumer: KafkaConsumer, offsets: dict[TopicPartition, int]) -> bool:
         return all(consumer.position(p) >= offsets[p] for p in self.partitions)

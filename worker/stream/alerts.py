@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
+from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import ValidationError
 
 from framedrift.schemas.alerts import (
@@ -182,4 +183,20 @@ def _stored_alert(document: str, source_id: str) -> DriftAlert | None:
         return DriftAlert.model_validate_json(document)
     except ValidationError as error:
         log.warning("incident_evidence_unreadable", source_id=source_id, errors=error.error_count())
+        return None
+
+
+def read_incident_event(record: ConsumerRecord) -> IncidentEvent | None:
+    """A record of the alerts topic, read by its followers (`alertmanager.py`,
+    `fleet_grouping.py`); None (logged) for one that is not an incident event: skipped,
+    not retried, as the same bytes would fail again and hold back the rest."""
+    try:
+        return IncidentEvent.model_validate_json(record.value or b"")
+    except ValidationError as error:
+        log.error(
+            "incident_record_unreadable",
+            partition=record.partition,
+            offset=record.offset,
+            error=str(error).splitlines()[0],
+        )
         return None

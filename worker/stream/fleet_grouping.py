@@ -29,14 +29,15 @@ from datetime import UTC, datetime
 
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from pydantic import ValidationError
 
 from framedrift.schemas.alerts import IncidentEvent
 from framedrift.schemas.fleet import FleetIncidentEvent, FleetMember
 from framedrift.worker.ops.logs import configure_logging
 from framedrift.worker.ops.settings import Settings, settings_from_env
+from framedrift.worker.stream.alerts import read_incident_event
 from framedrift.worker.stream.backoff import Backoff
 
 log = structlog.get_logger(__name__)
@@ -244,18 +245,9 @@ class FleetService:
             self.backoff.wait()
         return None
 
-    def _take(self, record) -> list[FleetIncidentEvent]:  # type: ignore[no-untyped-def]
-        try:
-            event = IncidentEvent.model_validate_json(record.value or b"")
-        except ValidationError as error:
-            log.error(
-                "incident_record_unreadable",
-                partition=record.partition,
-                offset=record.offset,
-                error=str(error).splitlines()[0],
-            )
-            return []
-        return self.grouper.take(event)
+    def _take(self, record: ConsumerRecord) -> list[FleetIncidentEvent]:
+        event = read_incident_event(record)
+        return [] if event is None else self.grouper.take(event)
 
     def _publish(self, producer: KafkaProducer, owed: list[FleetIncidentEvent]) -> bool:
         """Send the fleet events and wait for their acks, retrying with backoff; False when
