@@ -71,13 +71,6 @@ class EventWindow:
         self.next_slot = (slot + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    @property
-    def latest_timestamp(self) -> float | None:
-        """The newest event's time, epoch seconds (None while empty)."""
-        if self.size == 0:
-            return None
-        return float(self.timestamp_ring[(self.next_slot - 1) % self.capacity])
-
     def oldest_index(self) -> int:
         return self.next_slot if self.is_full else 0
 
