@@ -48,7 +48,7 @@ $(SAMPLE_MODEL): $(INSTALLED)
 	$(BIN)/framedrift train --out $(SAMPLE_MODEL)
 
 bench: install $(SAMPLE_MODEL)
-	$(BIN)/python -m bench.throughput --model $(SAMPLE_MODEL)
+	$(BIN)/python -m bench.throughput --sample-model $(SAMPLE_MODEL)
 
 # Detection quality and the seeds' experiments, on the datasets beside this checkout
 # (DATA=... for another copy), with the results where the README points.

@@ -85,6 +85,13 @@ KAFKA_ERRORS = Counter(
     ["operation"],
     registry=REGISTRY,
 )
+STATES_LOADED = Counter(
+    "framedrift_states_loaded_total",
+    "Source states a batch started from, by where they came from: memory (as this worker "
+    "last saved them, FRAMEDRIFT_STATE_CACHE_SOURCES) or store (read from Redis).",
+    ["source"],
+    registry=REGISTRY,
+)
 STATE_RESETS = Counter(
     "framedrift_state_resets_total",
     "Sources whose detectors restarted clean, by reason: the `reason` of the codec's "

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
     state_prefix: str = Field("framedrift", min_length=1, pattern=r"^[^\s:]+$")
+    state_cache_sources: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Source states a worker keeps in memory as it last saved them, so that "
+        "its next batches need not read them from Redis; about 60 kB each (600 MB at "
+        "10,000), the least recently saved dropped first. 0: read every state from Redis.",
+    )
     state_hmac_key: SecretStr | None = Field(
         None, description="Signs detector state in Redis; at least 16 characters."
     )

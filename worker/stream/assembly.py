@@ -48,6 +48,7 @@ def build_worker(settings: Settings) -> DriftWorker:
         DecodingLimits(settings.max_record_bytes, settings.max_image_pixels),
         artifact.model_version,
         settings.reader_threads,
+        settings.state_cache_sources,
     )
     log.info("model_device", device=str(device), reader_threads=settings.reader_threads)
     return DriftWorker(settings, store, processor, connect_kafka=partial(connect_kafka, settings))

@@ -47,6 +47,7 @@ from framedrift.worker.detection.monitor import (
 )
 from framedrift.worker.detection.operator import AuditEntry, Command
 from framedrift.worker.detection.scores import FrameScores, ImageScores
+from framedrift.worker.ops import metrics
 from framedrift.worker.stream.alerts import build_alert, build_incident_event
 from framedrift.worker.stream.decoding import (
     DecodedEvent,
@@ -57,6 +58,7 @@ from framedrift.worker.stream.decoding import (
 )
 from framedrift.worker.stream.fleet_status import source_status, status_changed
 from framedrift.worker.stream.operator_commands import InvalidCommand, is_command, read_command
+from framedrift.worker.stream.state_cache import CachedState, StateCache
 from framedrift.worker.stream.state_store import LoadedStates, StateStore, partition_label
 
 log = structlog.get_logger(__name__)
@@ -204,6 +206,7 @@ class BatchProcessor:
         limits: DecodingLimits,
         model_version: str,
         reader_threads: int = 2,
+        cached_states: int = 0,
     ) -> None:
         self.scorer = scorer
         self.store = store
@@ -214,16 +217,29 @@ class BatchProcessor:
         # source id -> (its partition, its liveness entry) as last saved, for the sources
         # of the partitions this worker owns: how the silent ones are judged
         self.liveness: dict[str, tuple[int, Liveness | None]] = {}
+        # up to `cached_states` of the states this worker last saved (`state_cache.py`)
+        self.saved_states = StateCache(cached_states)
 
     def remember_liveness(self, entries: dict[str, tuple[int, Liveness | None]]) -> None:
-        """Keep these saved entries: from the store at a claim, or a batch once saved."""
+        """Keep these entries as the store holds them, read at a claim."""
         self.liveness.update(entries)
 
-    def forget_liveness(self, partitions: set[int]) -> None:
-        """The sources of partitions given up are another worker's to judge."""
+    def remember_saved(self, outcome: BatchOutcome) -> None:
+        """Keep what the checkpoint has just saved of a batch: its sources' liveness entries
+        and states."""
+        self.liveness.update(outcome.liveness)
+        for source_id, state in outcome.states.items():
+            self.saved_states.put(
+                source_id, CachedState(outcome.source_partitions[source_id], state)
+            )
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """What this worker kept of these partitions' sources: given up, they are another
+        worker's to judge; claimed again, the store's copy is the one to read."""
         self.liveness = {
             source: entry for source, entry in self.liveness.items() if entry[0] not in partitions
         }
+        self.saved_states.forget(partitions)
 
     def close(self) -> None:
         self.readers.shutdown(wait=True, cancel_futures=True)
@@ -288,9 +304,10 @@ class BatchProcessor:
         by_source: dict[str, list[ReadRecord | ReadCommand]] = defaultdict(list)
         for item in items:
             by_source[_source_of(item)].append(item)
-        loaded = self.store.load_sources(list(by_source))
+        topic = items[0].record.topic
+        loaded = self.load_states(list(by_source), topic)
         outcome.state_resets = loaded.resets
-        batch = _SourcesOfBatch(self, loaded, set(by_source), lost_partitions, outcome)
+        batch = _SourcesOfBatch(self, topic, loaded, set(by_source), lost_partitions, outcome)
         by_partition: dict[int, list[ReadRecord | ReadCommand]] = defaultdict(list)
         for source_id, source_items in by_source.items():
             for item in batch.at_home(source_id, source_items):
@@ -315,6 +332,18 @@ class BatchProcessor:
             if status_changed(source.status_before, status):
                 outcome.statuses[source_id] = status
         return outcome
+
+    def load_states(self, source_ids: list[str], topic: str) -> LoadedStates:
+        """The states of these sources: those this worker last saved as it kept them, the
+        others from the store in one round trip."""
+        kept = self.saved_states.take(source_ids)
+        loaded = self.store.load_sources([s for s in source_ids if s not in kept])
+        for source_id, (partition, state) in kept.items():
+            loaded.states[source_id] = state
+            loaded.homes[source_id] = partition_label(topic, partition)
+        metrics.STATES_LOADED.labels("memory").inc(len(kept))
+        metrics.STATES_LOADED.labels("store").inc(len(source_ids) - len(kept))
+        return loaded
 
     def _walk(
         self,
@@ -415,12 +444,14 @@ class _SourcesOfBatch:
     def __init__(
         self,
         processor: BatchProcessor,
+        topic: str,
         loaded: LoadedStates,
         loaded_ids: set[str],
         lost_partitions: frozenset[int],
         outcome: BatchOutcome,
     ) -> None:
         self.processor = processor
+        self.topic = topic
         self.loaded = loaded
         self.loaded_ids = loaded_ids  # the sources `loaded` was asked for
         self.lost_partitions = lost_partitions
@@ -452,7 +483,7 @@ class _SourcesOfBatch:
         if source_id in self.sources:
             return self.sources[source_id]
         if source_id not in self.loaded_ids:  # silent: known from the liveness index only
-            more = self.processor.store.load_sources([source_id])
+            more = self.processor.load_states([source_id], self.topic)
             self.loaded_ids.add(source_id)
             if source_id not in more.states:
                 # Evicted or unusable: nothing to judge, and no reason to look again.

@@ -72,7 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.worker.paused_until.pop(tp.partition, None)
             self.worker.hold_backoffs.pop(tp.partition, None)
         self.worker.forget_incidents({tp.partition for tp in revoked})
-        self.worker.processor.forget_liveness({tp.partition for tp in revoked})
+        self.worker.processor.forget_partitions({tp.partition for tp in revoked})
         self.worker.readiness.clear_stalled(tp.partition for tp in revoked)
         self.worker.readiness.set_partitions(len(self.worker.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.worker.claims))
@@ -142,9 +142,10 @@ class DriftWorker:
         partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
         positioned = set()
         claims = self.store.claim_partitions(topic, partitions)
-        # What the store saved of these partitions' sources, to judge the silent ones:
-        # the store's word replaces what this worker kept (another owner may have moved on).
-        self.processor.forget_liveness(set(partitions))
+        # What the store saved of these partitions' sources, to judge the silent ones and
+        # to go on from: the store's word replaces what this worker kept (another owner
+        # may have moved on).
+        self.processor.forget_partitions(set(partitions))
         self.processor.remember_liveness(self.store.liveness(topic, partitions))
         for partition, claim in claims.items():
             self.claims[partition] = claim
@@ -418,7 +419,7 @@ class DriftWorker:
         if checkpointed.held_back:
             self._hold_back(checkpointed.held_back, records)
         outcome = checkpointed.saved
-        self.processor.remember_liveness(outcome.liveness)
+        self.processor.remember_saved(outcome)
         # Counted once the state is saved: a batch read again after a refused write or a
         # failed publish is not counted twice.
         saved_records = [record for record in records if record.partition in outcome.last_offsets]
@@ -562,7 +563,7 @@ class DriftWorker:
     def _give_up_claim(self, partition: int, reason: str, records: list[ConsumerRecord]) -> None:
         """A state write of this partition was refused: not ready until one succeeds."""
         self.claims.pop(partition, None)
-        self.processor.forget_liveness({partition})  # re-read from the store at the re-claim
+        self.processor.forget_partitions({partition})  # re-read from the store at the re-claim
         self.readiness.set_stalled(partition, f"state write refused ({reason})")
         self.readiness.set_partitions(len(self.claims))
         metrics.ASSIGNED_PARTITIONS.set(len(self.claims))
