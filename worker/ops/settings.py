@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     # Batching
     batch_size: int = Field(256, ge=1, le=10_000)
     poll_timeout_ms: int = Field(500, ge=1, le=60_000)
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=60_000,
+        description="Longest a fetch waits on the broker for records (Kafka's fetch.max.wait.ms, "
+        "500 by default): at half capacity on the bench, 100 instead of 500 cut the p99 "
+        "event-to-commit latency from 370-670 ms to 260 ms.",
+    )
 
     # Detectors (see worker/detection/) and their calibration (detection/calibration.py)
     ert: int = Field(

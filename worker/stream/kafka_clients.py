@@ -44,6 +44,7 @@ def connect_kafka(settings: Settings) -> KafkaClients:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_size,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(500, settings.session_timeout_ms // 3),
             max_poll_interval_ms=settings.max_poll_interval_ms,

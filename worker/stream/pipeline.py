@@ -8,8 +8,9 @@ source's next check in one heap: `BatchProcessor.liveness` holds what the store 
 saved of the owned partitions' sources, so the judgement falls at the same record however
 the records are cut into batches.
 
-`BatchProcessor.process` does no Kafka I/O and one state-store round trip (loading the
-states of the batch's sources), and one more per silent source found stopped; what it
+`BatchProcessor.process` does no Kafka I/O and at most one state-store round trip
+(loading the states of the batch's sources that it does not keep from its last
+checkpoints, `state_cache.py`), and one more per silent source found stopped; what it
 returns is made durable by `checkpoint.py`.
 
 Reading a record (decoding its image, reading its frame signals) is most of a camera
