@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from framedrift.worker.detection.monitor import QUESTIONS
 from framedrift.worker.ops import metrics
@@ -171,6 +172,12 @@ class DriftWorker:
         """Check new claims against Kafka's commits; returns the partitions it moved the
         consumer on (outside the rebalance callback: it makes blocking Kafka calls).
 
+        An applied offset past Kafka's commit: a worker saved a batch and did not commit
+        it (it crashed between steps 2 and 3, or a rebalance refused its commit). The
+        claim already resumed after the applied offset; the commit is brought up to it,
+        as that batch's step 3 would have, so that a partition with no record after that
+        batch does not show the batch as lag for ever.
+
         No applied offset while Kafka holds a committed one: the store lost the
         partition's state (flush, eviction, failover). Said loudly; reading goes on from
         the committed offset, and the partition's sources are reported as reset.
@@ -180,10 +187,18 @@ class DriftWorker:
         positioned = set()
         for partition in sorted(self.unverified):
             claim = self.claims.get(partition)
-            if claim is None or claim.applied_offset is not None:
+            if claim is None:
                 continue
             tp = TopicPartition(topic, partition)
             committed = self.consumer.committed(tp)
+            if claim.applied_offset is not None:
+                if committed is None or committed <= claim.applied_offset:
+                    resume = claim.applied_offset + 1
+                    self.consumer.commit({tp: OffsetAndMetadata(resume, "", -1)})
+                    log.info(
+                        "commit_caught_up", partition=partition, committed=committed, to=resume
+                    )
+                continue
             if not committed:
                 continue  # nothing of this partition was ever checkpointed
             self.lost_partitions.add(partition)
