@@ -89,7 +89,7 @@ STATES_LOADED = Counter(
     "framedrift_states_loaded_total",
     "Source states a batch started from, by where they came from: memory (as this worker "
     "last saved them, FRAMEDRIFT_STATE_CACHE_SOURCES) or store (read from Redis).",
-    ["source"],
+    ["origin"],
     registry=REGISTRY,
 )
 STATE_RESETS = Counter(
