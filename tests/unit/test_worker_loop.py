@@ -88,7 +88,7 @@ def run_loop(
     partitions: list[int] | None = None,
 ) -> LoopRun:
     """Runs a worker over these batches of its `partitions` (default: 0) until the consumer
-    has handed them out.
+    has handed them out. The worker keeps the states it saved in memory, as deployed.
 
     Its first `unreachable_brokers` attempts to connect find no broker. The worker is
     appended to `started` before it runs, for callables among the batches that look at it.
@@ -97,7 +97,12 @@ def run_loop(
     producer = producer or FakeProducer()
     consumer = FakeConsumer(partitions or [0], batches, commit_error=commit_error)
     processor = BatchProcessor(
-        FakeScorer(rng, errors), store, CONFIG, DecodingLimits(1 << 20, 1 << 20), "ae-test"
+        FakeScorer(rng, errors),
+        store,
+        CONFIG,
+        DecodingLimits(1 << 20, 1 << 20),
+        "ae-test",
+        cached_states=SETTINGS.state_cache_sources,
     )
     attempts = itertools.count()
 
@@ -341,6 +346,43 @@ def test_a_claim_resumes_right_after_the_stored_applied_offset(rng: np.random.Ge
     assert run.worker.claims[0].applied_offset == 41
 
 
+def test_a_claim_brings_kafkas_commit_up_to_the_stored_applied_offset(
+    rng: np.random.Generator,
+) -> None:
+    """The saved batch's commit was refused and nothing came after it: without the commit
+    the group would show that batch as lag for ever."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
+
+    run = run_loop([[]], rng, store)
+
+    assert run.consumer.commits == [{0: 42}]
+    assert [entry["to"] for entry in run.events("commit_caught_up")] == [42]
+
+
+def test_a_refused_catch_up_commit_neither_stops_nor_repeats_the_batch(
+    rng: np.random.Generator,
+) -> None:
+    """Kafka refuses the claim's catch-up commit (a rebalance under way): the next
+    checkpoint commits anyway, so the batch goes on, counted once."""
+    store = InMemoryStateStore(StateCodec(KEY))
+    claim = store.claim_partitions(TOPIC, [0])[0]
+    store.save(TOPIC, {0: AppliedAdvance(claim.generation, None, 41)}, {}, {})
+
+    run = run_loop(
+        [image_records("cam-1", range(42, 47))],
+        rng,
+        store,
+        commit_error=CommitFailedError("group rebalanced"),
+    )
+
+    assert len(run.events("commit_catch_up_failed")) == 1
+    assert run.events("claim_check_failed") == []
+    assert run.counts("cam-1") == {"cam-1": 5}
+    assert run.store.applied_offsets(TOPIC) == {0: 46}
+
+
 def test_an_applied_offset_beyond_the_log_end_is_dropped_loudly(rng: np.random.Generator) -> None:
     """The topic was recreated: the claim seeks to 42, the broker has no such offset, and
     the consumer starts over at 0; the store still says 41 was applied."""
@@ -356,3 +398,5 @@ def test_an_applied_offset_beyond_the_log_end_is_dropped_loudly(rng: np.random.G
     assert counter("framedrift_applied_offset_resets_total") == resets_before + 1
     assert run.counts("cam-1") == {"cam-1": 5}
     assert run.store.applied_offsets(TOPIC) == {0: 4}
+    # The claim's catch-up commit (42, past the new log's end) is replaced by the batch's.
+    assert run.consumer.commits == [{0: 42}, {0: 5}]

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         100,
         ge=0,
-        le=60_000,
+        le=29_000,  # kafka-python requires it below its request timeout, 30 s
         description="Longest a fetch waits on the broker for records (Kafka's fetch.max.wait.ms, "
         "500 by default): at half capacity on the bench, 100 instead of 500 cut the p99 "
         "event-to-commit latency from 370-670 ms to 260 ms.",

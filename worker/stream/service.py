@@ -174,9 +174,8 @@ class DriftWorker:
 
         An applied offset past Kafka's commit: a worker saved a batch and did not commit
         it (it crashed between steps 2 and 3, or a rebalance refused its commit). The
-        claim already resumed after the applied offset; the commit is brought up to it,
-        as that batch's step 3 would have, so that a partition with no record after that
-        batch does not show the batch as lag for ever.
+        claim already resumed after the applied offset; the commit is brought up to it
+        (`_catch_up_commits`).
 
         No applied offset while Kafka holds a committed one: the store lost the
         partition's state (flush, eviction, failover). Said loudly; reading goes on from
@@ -185,6 +184,7 @@ class DriftWorker:
         assert self.consumer is not None
         topic = self.settings.input_topic
         positioned = set()
+        behind: dict[TopicPartition, int] = {}
         for partition in sorted(self.unverified):
             claim = self.claims.get(partition)
             if claim is None:
@@ -193,11 +193,7 @@ class DriftWorker:
             committed = self.consumer.committed(tp)
             if claim.applied_offset is not None:
                 if committed is None or committed <= claim.applied_offset:
-                    resume = claim.applied_offset + 1
-                    self.consumer.commit({tp: OffsetAndMetadata(resume, "", -1)})
-                    log.info(
-                        "commit_caught_up", partition=partition, committed=committed, to=resume
-                    )
+                    behind[tp] = claim.applied_offset + 1
                 continue
             if not committed:
                 continue  # nothing of this partition was ever checkpointed
@@ -214,7 +210,36 @@ class DriftWorker:
             self.consumer.seek(tp, committed)
             positioned.add(partition)
         self.unverified.clear()
+        self._catch_up_commits(behind)
         return positioned
+
+    def _catch_up_commits(self, resume_at: dict[TopicPartition, int]) -> None:
+        """Commit each partition's resume offset, as the saved batch's step 3 would have, so
+        that a partition with no record after that batch does not show it as lag for ever.
+
+        Best effort: a partition's next checkpoint commits anyway, so a Kafka error only
+        leaves the lag showing a while longer, and must not send the claims round again.
+        The log's end is not asked first (Tansu's answer is not usable, see the README's
+        Guarantees): on a recreated topic the offset committed here may lie past the new
+        log's end, until the first batch's commit replaces it.
+        """
+        assert self.consumer is not None
+        if not resume_at:
+            return
+        try:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in resume_at.items()}
+            )
+        except KafkaError as error:
+            metrics.KAFKA_ERRORS.labels("commit").inc()
+            log.warning(
+                "commit_catch_up_failed",
+                partitions=sorted(tp.partition for tp in resume_at),
+                error=str(error),
+            )
+            return
+        for tp, offset in resume_at.items():
+            log.info("commit_caught_up", partition=tp.partition, to=offset)
 
     def _forget_applied(self, partition: int, claim: PartitionClaim, **context: object) -> bool:
         """Drop the claim's applied offset, loudly; False if the partition moved on (the
