@@ -398,9 +398,9 @@ def camera_workload(bench: Bench, model: Path) -> dict[str, Any]:
     print(f"camera frames made and sent in {time.monotonic() - started:.0f} s", flush=True)
     by_workers = {}
     for workers in (1, 2):
-        # The machine's cores shared out: one worker runs the model on all of them and
-        # reads frames on as many threads; two take one thread of each apiece.
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        # The machine's cores shared out between the workers' reader threads; the model
+        # takes its default (`Settings.model_threads`: the cores the readers leave, or 1).
+        readers = str(max(1, (os.cpu_count() or 1) // workers))
         by_workers[workers] = bench.drain(
             "cameras-640x480",
             CAMERA_FRAMES,
@@ -408,8 +408,7 @@ def camera_workload(bench: Bench, model: Path) -> dict[str, Any]:
             workers,
             source_kind="cameras",
             warmup_frames="128",
-            torch_threads=threads,
-            reader_threads=threads,
+            reader_threads=readers,
         )
         print(f"camera end to end, {workers} worker(s): {by_workers[workers]:.0f} frames/s")
     results["end_to_end_by_workers"] = by_workers

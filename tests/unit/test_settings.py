@@ -20,6 +20,7 @@ from framedrift.worker.ops.settings import Settings, SettingsError, settings_fro
         ("FRAMEDRIFT_STATE_HMAC_KEY", "short"),
         ("FRAMEDRIFT_LOG_FORMAT", "xml"),
         ("FRAMEDRIFT_WARMUP_FRAMES", "500"),
+        ("FRAMEDRIFT_FETCH_MAX_WAIT_MS", "30000"),
     ],
 )
 def test_bad_value_names_its_variable(
@@ -39,6 +40,18 @@ def test_topics_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAMEDRIFT_ALERTS_TOPIC", "image-events")
     with pytest.raises(SettingsError, match="must differ"):
         settings_from_env()
+
+
+@pytest.mark.parametrize(
+    ("cores", "readers", "torch_threads", "expected"),
+    [(2, 2, 0, 1), (16, 2, 0, 14), (1, 2, 0, 1), (2, 2, 4, 4)],
+)
+def test_the_model_gets_the_cores_the_readers_leave_unless_told(
+    monkeypatch: pytest.MonkeyPatch, cores: int, readers: int, torch_threads: int, expected: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    settings = Settings(reader_threads=readers, torch_threads=torch_threads)
+    assert settings.model_threads() == expected
 
 
 def test_worker_refuses_to_start_without_the_state_key(

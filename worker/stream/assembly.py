@@ -36,7 +36,7 @@ def build_worker(settings: Settings) -> DriftWorker:
     artifact = calibrated_artifact(settings)
     store = state_store(settings, artifact.model_version)
     processor = BatchProcessor(
-        artifact.scorer(settings.torch_threads, device),
+        artifact.scorer(settings.model_threads(), device),
         store,
         artifact.monitor_config(
             settings.outlier_quantile,
@@ -50,7 +50,12 @@ def build_worker(settings: Settings) -> DriftWorker:
         settings.reader_threads,
         settings.state_cache_sources,
     )
-    log.info("model_device", device=str(device), reader_threads=settings.reader_threads)
+    log.info(
+        "model_device",
+        device=str(device),
+        model_threads=settings.model_threads(),
+        reader_threads=settings.reader_threads,
+    )
     return DriftWorker(settings, store, processor, connect_kafka=partial(connect_kafka, settings))
 
 
